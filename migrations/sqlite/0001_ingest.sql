@@ -1,0 +1,98 @@
+-- Inbound messages: one row per (provider, message id), the store-level dedup guarantee.
+-- `outcome` is NULL while pending, then exactly one of replied / silent / dead, never back.
+CREATE TABLE inbound_messages (
+    id              INTEGER PRIMARY KEY,
+    provider        TEXT    NOT NULL,
+    message_id      TEXT    NOT NULL,
+    phone_number_id TEXT    NOT NULL,
+    wa_id           TEXT    NOT NULL,
+    kind            TEXT    NOT NULL,
+    body            TEXT,
+    payload_ts      INTEGER NOT NULL,
+    received_at_ms  INTEGER NOT NULL,
+    raw             TEXT    NOT NULL,
+    outcome         TEXT,
+    outcome_reason  TEXT,
+    outcome_at_ms   INTEGER,
+    UNIQUE (provider, message_id)
+);
+CREATE INDEX inbound_by_message_id ON inbound_messages (message_id);
+CREATE INDEX inbound_by_conversation ON inbound_messages (phone_number_id, wa_id, payload_ts);
+-- Only what still awaits an outcome: the reconcile sweep reads this, never the whole history.
+CREATE INDEX inbound_pending ON inbound_messages (payload_ts) WHERE outcome IS NULL;
+
+-- Reply jobs: written in the same transaction as their inbound message.
+CREATE TABLE jobs (
+    id              INTEGER PRIMARY KEY,
+    inbound_id      INTEGER NOT NULL REFERENCES inbound_messages (id),
+    phone_number_id TEXT    NOT NULL,
+    wa_id           TEXT    NOT NULL,
+    state           TEXT    NOT NULL DEFAULT 'available',
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    run_at_ms       INTEGER NOT NULL,
+    lease_until_ms  INTEGER,
+    last_error      TEXT,
+    created_at_ms   INTEGER NOT NULL
+);
+CREATE INDEX jobs_ready ON jobs (state, run_at_ms);
+CREATE INDEX jobs_by_inbound ON jobs (inbound_id);
+
+-- Status webhooks for our outbound messages, one row per (message id, status).
+CREATE TABLE statuses (
+    message_id      TEXT    NOT NULL,
+    status          TEXT    NOT NULL,
+    provider        TEXT    NOT NULL,
+    phone_number_id TEXT    NOT NULL,
+    recipient_id    TEXT,
+    payload_ts      INTEGER NOT NULL,
+    callback_data   TEXT,
+    error_code      INTEGER,
+    raw             TEXT    NOT NULL,
+    received_at_ms  INTEGER NOT NULL,
+    PRIMARY KEY (message_id, status)
+);
+
+-- One row per user of a business number: display name, consent, and the 24-hour window anchor.
+CREATE TABLE contacts (
+    phone_number_id TEXT    NOT NULL,
+    wa_id           TEXT    NOT NULL,
+    display_name    TEXT,
+    last_inbound_ts INTEGER,
+    opted_out       INTEGER NOT NULL DEFAULT 0,
+    updated_at_ms   INTEGER NOT NULL,
+    PRIMARY KEY (phone_number_id, wa_id)
+);
+
+-- Whatever could not be handled, with the error; unique per content so a replay adds nothing.
+CREATE TABLE dead_letters (
+    id              INTEGER PRIMARY KEY,
+    kind            TEXT    NOT NULL,
+    provider        TEXT    NOT NULL,
+    inbound_id      INTEGER REFERENCES inbound_messages (id),
+    error           TEXT    NOT NULL,
+    detail          TEXT,
+    raw             BLOB,
+    dedup_key       TEXT    NOT NULL UNIQUE,
+    state           TEXT    NOT NULL DEFAULT 'open',
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    created_at_ms   INTEGER NOT NULL
+);
+
+-- Errors Meta reports at the notification level (`value.errors`).
+CREATE TABLE platform_errors (
+    id              INTEGER PRIMARY KEY,
+    phone_number_id TEXT,
+    code            INTEGER,
+    title           TEXT,
+    raw             TEXT    NOT NULL,
+    received_at_ms  INTEGER NOT NULL,
+    -- digest of the delivery's body + position: a re-delivered payload adds no row
+    dedup_key       TEXT    NOT NULL UNIQUE
+);
+
+-- Running totals that have no row of their own (duplicate deliveries).
+CREATE TABLE counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT INTO counters (name, value) VALUES ('duplicate_messages', 0), ('duplicate_statuses', 0);

@@ -1,0 +1,46 @@
+//! The HTTP surface: webhooks, admin API, health and metrics, all on one router.
+
+pub mod admin;
+pub mod error;
+pub mod health;
+pub mod webhook;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+
+use crate::config::Config;
+use crate::ingest::Ingestor;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub ingestor: Ingestor,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let admin = Router::new()
+        .route("/messages/{message_id}", get(admin::message))
+        .route("/summary", get(admin::summary))
+        .route("/dead-letters", get(admin::dead_letters))
+        .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_admin));
+    let webhooks = Router::new()
+        .route("/webhook", get(webhook::verify_handshake).post(webhook::receive_cloud))
+        .route("/webhook/wasender", post(webhook::receive_wasender))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+    Router::new()
+        .merge(webhooks)
+        .nest("/api/v1", admin)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .with_state(state)
+}

@@ -1,0 +1,96 @@
+//! Webhook routes: Meta's verification handshake, Cloud API notifications and the WASender
+//! gateway. Signature first (nothing is stored for a forged request), then the ingestor makes
+//! the delivery durable and only then is it acknowledged.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::domain::Provider;
+use crate::ingest::Acceptance;
+use crate::whatsapp::{signature, wasender};
+
+/// `GET /webhook?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…`
+pub async fn verify_handshake(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let mode_ok = q.get("hub.mode").is_some_and(|m| m == "subscribe");
+    let token_ok = q
+        .get("hub.verify_token")
+        .is_some_and(|t| state.config.verify_token.matches(t.as_bytes()));
+    match (mode_ok && token_ok, q.get("hub.challenge")) {
+        (true, Some(challenge)) => (StatusCode::OK, challenge.clone()).into_response(),
+        _ => {
+            state.metrics.reject("verify_token");
+            StatusCode::FORBIDDEN.into_response()
+        }
+    }
+}
+
+/// `POST /webhook`: Cloud API notifications, `X-Hub-Signature-256` over the raw body.
+pub async fn receive_cloud(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let body = match read_body(&state, body) {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
+    };
+    let presented = headers.get(signature::HEADER).map(|v| v.as_bytes());
+    if let Err(e) = signature::verify(state.config.app_secret.expose().as_bytes(), presented, &body) {
+        state.metrics.reject(e.reason());
+        tracing::debug!(reason = e.reason(), bytes = body.len(), "webhook refused");
+        return (StatusCode::UNAUTHORIZED, e.to_string()).into_response();
+    }
+    accept(&state, Provider::Cloud, body, started).await
+}
+
+/// `POST /webhook/wasender`: gateway events, authenticated by the shared secret header.
+pub async fn receive_wasender(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    if state.config.wasender_secret.expose().is_empty() {
+        return (StatusCode::NOT_FOUND, "the WASender endpoint is not configured").into_response();
+    }
+    let body = match read_body(&state, body) {
+        Ok(body) => body,
+        Err(refusal) => return refusal,
+    };
+    let presented = headers.get(wasender::SECRET_HEADER).map(|v| v.as_bytes());
+    if !presented.is_some_and(|p| state.config.wasender_secret.matches(p)) {
+        state.metrics.reject(if presented.is_some() { "signature_mismatch" } else { "signature_missing" });
+        return (StatusCode::UNAUTHORIZED, "wrong or missing X-Webhook-Signature").into_response();
+    }
+    accept(&state, Provider::Wasender, body, started).await
+}
+
+/// A body over the size limit is refused with 413 before anything is read into the store.
+fn read_body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
+    body.map_err(|rejection| {
+        let reason = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "body_unreadable" };
+        state.metrics.reject(reason);
+        rejection.into_response()
+    })
+}
+
+async fn accept(state: &AppState, provider: Provider, body: Bytes, started: Instant) -> Response {
+    state.metrics.webhooks.get_or_create(&[("provider", provider.as_str())]).inc();
+    let response = match state.ingestor.accept(provider, body).await {
+        Ok(Acceptance::Stored(_) | Acceptance::Spooled) => StatusCode::OK.into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "webhook could not be made durable");
+            (StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable").into_response()
+        }
+    };
+    state.metrics.ingest_latency.observe(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,179 @@
+//! Ingest: an authentic webhook body becomes durable store rows, or a spool record when the
+//! store cannot take it. The HTTP handlers verify the sender; everything after that lives here.
+
+pub mod spool;
+pub mod writer;
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::Provider;
+use crate::metrics::Metrics;
+use crate::store::{IngestReport, IngestUnit, UndecodablePayload};
+use crate::whatsapp::{cloud, wasender};
+pub use spool::Spool;
+pub use writer::{GroupCommitWriter, WriteError};
+
+/// How a delivery was made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acceptance {
+    Stored(IngestReport),
+    /// The store could not take it in time; it is in the spool and will be replayed.
+    Spooled,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the store is unavailable and the spool could not be written: {0}")]
+pub struct IngestError(#[source] io::Error);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("reading the spool failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("the store refused a spooled payload; the file is kept for the next replay: {0}")]
+    Store(#[from] WriteError),
+}
+
+/// What one spool replay did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    pub files: usize,
+    pub records: usize,
+    pub new_messages: u64,
+    pub duplicate_messages: u64,
+    pub torn_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ingestor {
+    writer: GroupCommitWriter,
+    spool: Spool,
+    metrics: Arc<Metrics>,
+    commit_timeout: Duration,
+}
+
+/// Parses a verified body into what the store keeps. Never fails: an unparseable payload
+/// becomes a dead letter holding the raw bytes and the error.
+pub fn parse(provider: Provider, body: &[u8]) -> IngestUnit {
+    let parsed = match provider {
+        Provider::Cloud => cloud::parse_notification(body),
+        Provider::Wasender => wasender::parse_event(body),
+    };
+    let (notification, undecodable) = match parsed {
+        Ok(n) => (n, None),
+        Err(error) => (Default::default(), Some(UndecodablePayload { error, raw: body.to_vec() })),
+    };
+    IngestUnit { provider, notification, undecodable, delivery_digest: hex::encode(&Sha256::digest(body)[..16]) }
+}
+
+impl Ingestor {
+    pub fn new(writer: GroupCommitWriter, spool: Spool, metrics: Arc<Metrics>, commit_timeout: Duration) -> Self {
+        Self { writer, spool, metrics, commit_timeout }
+    }
+
+    pub fn spool(&self) -> &Spool {
+        &self.spool
+    }
+
+    /// Makes a verified delivery durable: committed to the store, or else fsync'd to the spool.
+    pub async fn accept(&self, provider: Provider, body: Bytes) -> Result<Acceptance, IngestError> {
+        let unit = parse(provider, &body);
+        match tokio::time::timeout(self.commit_timeout, self.writer.write(unit)).await {
+            Ok(Ok(report)) => {
+                self.count(&report);
+                Ok(Acceptance::Stored(report))
+            }
+            outcome => {
+                let why = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no commit within {:?}", self.commit_timeout),
+                };
+                tracing::warn!(error = %why, provider = %provider, bytes = body.len(), "store unavailable, spooling");
+                let spool = self.spool.clone();
+                tokio::task::spawn_blocking(move || spool.append(provider, &body))
+                    .await
+                    .map_err(io::Error::other)
+                    .and_then(|r| r)
+                    .map_err(IngestError)?;
+                self.metrics.spooled.inc();
+                Ok(Acceptance::Spooled)
+            }
+        }
+    }
+
+    /// Re-ingests everything in the spool. Safe to repeat and to run from several places at
+    /// once: dedup turns a second pass into duplicates.
+    pub async fn replay_spool(&self) -> Result<ReplayReport, ReplayError> {
+        let spool = self.spool.clone();
+        let files = tokio::task::spawn_blocking(move || spool.claim_for_replay())
+            .await
+            .map_err(io::Error::other)??;
+        let mut report = ReplayReport::default();
+        for path in files {
+            let read_path = path.clone();
+            let contents = match tokio::task::spawn_blocking(move || spool::read_file(&read_path))
+                .await
+                .map_err(io::Error::other)?
+            {
+                Ok(contents) => contents,
+                // Another replayer finished it first.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if contents.torn_bytes > 0 {
+                tracing::warn!(path = %path.display(), torn_bytes = contents.torn_bytes, "spool: skipped torn records");
+            }
+            report.torn_bytes += contents.torn_bytes;
+            // Concurrent writes let the group-commit writer batch the replay.
+            for chunk in contents.records.chunks(256) {
+                let writes = chunk.iter().map(|r| self.writer.write(parse(r.provider, &r.body)));
+                for result in join_all(writes).await {
+                    let r = result?;
+                    self.count(&r);
+                    report.new_messages += r.new_messages;
+                    report.duplicate_messages += r.duplicate_messages;
+                    report.records += 1;
+                    self.metrics.spool_replayed.inc();
+                }
+            }
+            match self.spool.finish(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+                _ => report.files += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    /// Replays the spool whenever it holds something, until shutdown.
+    pub async fn run_spool_replayer(self, every: Duration, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            if self.spool.pending_bytes() == 0 {
+                continue;
+            }
+            match self.replay_spool().await {
+                Ok(r) if r.records > 0 || r.torn_bytes > 0 => {
+                    tracing::info!(records = r.records, new_messages = r.new_messages, torn_bytes = r.torn_bytes, "spool replayed");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "spool replay postponed"),
+            }
+        }
+    }
+
+    fn count(&self, r: &IngestReport) {
+        self.metrics.inbound_messages.inc_by(r.new_messages);
+        self.metrics.duplicate_messages.inc_by(r.duplicate_messages);
+        self.metrics.statuses.inc_by(r.new_statuses);
+        self.metrics.dead_letters.inc_by(r.dead_letters);
+    }
+}

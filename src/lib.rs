@@ -1,0 +1,14 @@
+//! replyd: between WhatsApp and a business's bot, every inbound message reaches exactly one
+//! recorded outcome — replied once, deliberately silent, or dead-lettered.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod secret;
+pub mod store;
+pub mod tools;
+pub mod whatsapp;

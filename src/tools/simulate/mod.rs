@@ -1,0 +1,457 @@
+//! `replyd simulate`: signed, realistic Cloud API webhook traffic against any URL.
+//!
+//! Payloads are built and signed before the clock starts whenever the run fits in memory, so
+//! the timed loop only clones bytes, sends, and times each request from send to the last byte
+//! of the answer. `run` fails only on setup problems; every answer, good or bad, is counted.
+
+mod feed;
+mod payload;
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use reqwest::{StatusCode, Url};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use feed::{Carried, Feed, Generator, Post};
+use payload::PayloadSpec;
+
+/// Above this estimate of payload bytes, posts are built on demand instead of ahead of time.
+const PREBUILD_BUDGET_BYTES: f64 = 512.0 * 1024.0 * 1024.0;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const SIGNATURE_HEADER: HeaderName = HeaderName::from_static("x-hub-signature-256");
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulateArgs {
+    /// Webhook URL to POST notifications to.
+    #[arg(long, default_value = "http://127.0.0.1:8080/webhook")]
+    pub url: String,
+    /// App secret that signs every body (X-Hub-Signature-256).
+    #[arg(long, env = "REPLYD_APP_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// Total POSTs to send (ignored when --duration is given).
+    #[arg(long, default_value_t = 10_000)]
+    pub requests: u64,
+    /// Send for this long instead of a fixed count, e.g. `10s` or `2m`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Target POSTs per second overall; 0 sends as fast as the connections allow.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Concurrent in-flight requests (one worker and one pooled connection each).
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Share of POSTs (0.0–1.0) that re-send, byte-identical, a payload sent before.
+    #[arg(long, default_value_t = 0.0, value_parser = ratio)]
+    pub duplicate_ratio: f64,
+    /// Inbound messages in each payload.
+    #[arg(long, default_value_t = 1)]
+    pub messages_per_payload: u32,
+    /// Share of payloads (0.0–1.0) that also carry status updates for outbound messages.
+    #[arg(long, default_value_t = 0.0, value_parser = ratio)]
+    pub status_ratio: f64,
+    /// Distinct users (wa_id) the messages come from.
+    #[arg(long, default_value_t = 1000)]
+    pub senders: u32,
+    /// Business phone number id put in `metadata.phone_number_id`.
+    #[arg(long, default_value = "100000000000001")]
+    pub phone_number_id: String,
+    /// Seed for payload contents and duplicate picks; random when absent (see the summary).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the summary as one JSON line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Do not draw the progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+fn ratio(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err(format!("`{s}` is not a number between 0.0 and 1.0")),
+    }
+}
+
+/// What a run sent and how the server answered. Latency runs from send to the full response.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub url: String,
+    pub seed: u64,
+    pub requests_sent: u64,
+    pub unique_payloads: u64,
+    pub duplicate_payloads: u64,
+    /// Messages in the unique payloads that were sent.
+    pub messages_sent: u64,
+    /// Status updates in the unique payloads that were sent.
+    pub statuses_sent: u64,
+    pub status_2xx: u64,
+    pub status_4xx: u64,
+    pub status_5xx: u64,
+    pub transport_errors: u64,
+    pub elapsed_s: f64,
+    pub requests_per_s: f64,
+    /// Unique messages whose payload was answered 2xx, per second.
+    pub messages_per_s: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub latency_max_ms: f64,
+}
+
+impl Summary {
+    pub fn print_table(&self) {
+        let rows = [
+            ("url", self.url.clone()),
+            (
+                "requests",
+                format!(
+                    "{} sent ({} unique, {} duplicate) in {:.2} s",
+                    self.requests_sent,
+                    self.unique_payloads,
+                    self.duplicate_payloads,
+                    self.elapsed_s
+                ),
+            ),
+            (
+                "throughput",
+                format!(
+                    "{:.0} req/s, {:.0} msg/s acknowledged",
+                    self.requests_per_s, self.messages_per_s
+                ),
+            ),
+            (
+                "payloads",
+                format!(
+                    "{} messages, {} statuses (unique payloads)",
+                    self.messages_sent, self.statuses_sent
+                ),
+            ),
+            (
+                "answers",
+                format!(
+                    "2xx {}  4xx {}  5xx {}  transport errors {}",
+                    self.status_2xx, self.status_4xx, self.status_5xx, self.transport_errors
+                ),
+            ),
+            (
+                "latency ms",
+                format!(
+                    "p50 {:.3}  p99 {:.3}  max {:.3}",
+                    self.latency_p50_ms, self.latency_p99_ms, self.latency_max_ms
+                ),
+            ),
+            ("seed", self.seed.to_string()),
+        ];
+        for (label, value) in rows {
+            println!("{label:<12} {value}");
+        }
+    }
+}
+
+/// Sends the run described by `args` and counts every answer.
+pub async fn run(args: SimulateArgs) -> anyhow::Result<Summary> {
+    let url =
+        Url::parse(&args.url).with_context(|| format!("--url `{}` is not a URL", args.url))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        bail!("--url `{}` must be http or https", args.url);
+    }
+    if args.connections == 0 || args.messages_per_payload == 0 || args.senders == 0 {
+        bail!("--connections, --messages-per-payload and --senders must be at least 1");
+    }
+    if !(args.rate.is_finite() && args.rate >= 0.0) {
+        bail!("--rate must be a number >= 0");
+    }
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let spec = PayloadSpec {
+        seed,
+        phone_number_id: args.phone_number_id.clone(),
+        senders: args.senders,
+        messages_per_payload: args.messages_per_payload,
+        status_ratio: args.status_ratio,
+    };
+    let secret = args.secret.as_bytes();
+    let ratio = args.duplicate_ratio;
+    let feed = match args.duration {
+        Some(_) => Feed::live(Generator::new(spec, secret, ratio, false), None),
+        None if prebuilt_bytes(&args) <= PREBUILD_BUDGET_BYTES => Feed::prebuilt(
+            Generator::new(spec, secret, ratio, true),
+            args.requests,
+            unix_now(),
+        ),
+        None => Feed::live(
+            Generator::new(spec, secret, ratio, false),
+            Some(args.requests),
+        ),
+    };
+    let client = reqwest::Client::builder()
+        .http1_only()
+        .no_proxy()
+        .pool_max_idle_per_host(args.connections)
+        .tcp_nodelay(true)
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .context("building the HTTP client")?;
+    let progress = progress_bar(&args);
+
+    let start = Instant::now();
+    let plan = Arc::new(Plan {
+        feed,
+        client,
+        url,
+        start,
+        rate: (args.rate > 0.0).then_some(args.rate),
+        deadline: args.duration.map(|d| start + d),
+        progress: progress.clone(),
+    });
+    let mut workers = JoinSet::new();
+    for _ in 0..args.connections {
+        workers.spawn(worker(Arc::clone(&plan)));
+    }
+    let mut tally = Tally::default();
+    while let Some(done) = workers.join_next().await {
+        tally.merge(done.context("a simulate worker panicked")?);
+    }
+    let elapsed = start.elapsed();
+    progress.finish_and_clear();
+    Ok(tally.into_summary(args.url, seed, elapsed))
+}
+
+/// Everything the workers share for one run.
+struct Plan {
+    feed: Feed,
+    client: reqwest::Client,
+    url: Url,
+    start: Instant,
+    rate: Option<f64>,
+    deadline: Option<Instant>,
+    progress: ProgressBar,
+}
+
+/// One connection's loop: take the next post, wait for its slot when paced, send, count.
+async fn worker(plan: Arc<Plan>) -> Tally {
+    let mut tally = Tally::default();
+    loop {
+        if plan.deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let Some((i, post)) = plan.feed.next() else {
+            break;
+        };
+        if let Some(rate) = plan.rate {
+            // Post i is due at i / rate: an open schedule shared by all workers.
+            let due = plan.start + Duration::from_secs_f64(i as f64 / rate);
+            if plan.deadline.is_some_and(|d| due >= d) {
+                break;
+            }
+            tokio::time::sleep_until(due).await;
+        }
+        let fresh = post.fresh;
+        tally.count_post(fresh);
+        let sent_at = Instant::now();
+        match send(&plan, post).await {
+            Ok(status) => tally.count_answer(status, fresh, sent_at.elapsed()),
+            Err(_) => tally.transport_errors += 1,
+        }
+        plan.progress.inc(1);
+    }
+    tally
+}
+
+/// Sends one post and reads the whole answer.
+async fn send(plan: &Plan, post: Post) -> reqwest::Result<StatusCode> {
+    let response = plan
+        .client
+        .post(plan.url.clone())
+        .header(CONTENT_TYPE, APPLICATION_JSON)
+        .header(SIGNATURE_HEADER, post.signature)
+        .body(post.body)
+        .send()
+        .await?;
+    let status = response.status();
+    response.bytes().await?;
+    Ok(status)
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    requests: u64,
+    unique: u64,
+    duplicate: u64,
+    messages: u64,
+    statuses: u64,
+    status_2xx: u64,
+    status_4xx: u64,
+    status_5xx: u64,
+    transport_errors: u64,
+    messages_acked: u64,
+    latencies_us: Vec<u64>,
+}
+
+impl Tally {
+    fn count_post(&mut self, fresh: Option<Carried>) {
+        self.requests += 1;
+        match fresh {
+            Some(c) => {
+                self.unique += 1;
+                self.messages += u64::from(c.messages);
+                self.statuses += u64::from(c.statuses);
+            }
+            None => self.duplicate += 1,
+        }
+    }
+
+    fn count_answer(&mut self, status: StatusCode, fresh: Option<Carried>, latency: Duration) {
+        self.latencies_us.push(latency.as_micros() as u64);
+        if status.is_success() {
+            self.status_2xx += 1;
+            self.messages_acked += fresh.map_or(0, |c| u64::from(c.messages));
+        } else if status.is_client_error() {
+            self.status_4xx += 1;
+        } else if status.is_server_error() {
+            self.status_5xx += 1;
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.requests += other.requests;
+        self.unique += other.unique;
+        self.duplicate += other.duplicate;
+        self.messages += other.messages;
+        self.statuses += other.statuses;
+        self.status_2xx += other.status_2xx;
+        self.status_4xx += other.status_4xx;
+        self.status_5xx += other.status_5xx;
+        self.transport_errors += other.transport_errors;
+        self.messages_acked += other.messages_acked;
+        self.latencies_us.extend(other.latencies_us);
+    }
+
+    fn into_summary(mut self, url: String, seed: u64, elapsed: Duration) -> Summary {
+        self.latencies_us.sort_unstable();
+        let ms = |us: u64| us as f64 / 1000.0;
+        let per_s = |n: u64| {
+            if elapsed.is_zero() {
+                0.0
+            } else {
+                n as f64 / elapsed.as_secs_f64()
+            }
+        };
+        Summary {
+            url,
+            seed,
+            requests_sent: self.requests,
+            unique_payloads: self.unique,
+            duplicate_payloads: self.duplicate,
+            messages_sent: self.messages,
+            statuses_sent: self.statuses,
+            status_2xx: self.status_2xx,
+            status_4xx: self.status_4xx,
+            status_5xx: self.status_5xx,
+            transport_errors: self.transport_errors,
+            elapsed_s: elapsed.as_secs_f64(),
+            requests_per_s: per_s(self.requests),
+            messages_per_s: per_s(self.messages_acked),
+            latency_p50_ms: ms(percentile(&self.latencies_us, 50.0)),
+            latency_p99_ms: ms(percentile(&self.latencies_us, 99.0)),
+            latency_max_ms: ms(self.latencies_us.last().copied().unwrap_or(0)),
+        }
+    }
+}
+
+/// Nearest-rank percentile of an ascending slice; 0 for an empty one.
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Rough memory a prebuilt run needs; duplicates share their original's bytes.
+fn prebuilt_bytes(args: &SimulateArgs) -> f64 {
+    let per_payload =
+        400.0 + 450.0 * f64::from(args.messages_per_payload) + 600.0 * args.status_ratio;
+    args.requests as f64 * (1.0 - args.duplicate_ratio) * per_payload
+}
+
+fn progress_bar(args: &SimulateArgs) -> ProgressBar {
+    if args.no_progress || args.json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let (bar, template) = match args.duration {
+        Some(_) => (
+            ProgressBar::new_spinner(),
+            "{spinner} {elapsed_precise} {pos} requests ({per_sec})",
+        ),
+        None => (
+            ProgressBar::new(args.requests),
+            "{elapsed_precise} [{wide_bar}] {pos}/{len} ({per_sec}, eta {eta})",
+        ),
+    };
+    bar.set_style(ProgressStyle::with_template(template).expect("a valid progress template"));
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_uses_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), 50);
+        assert_eq!(percentile(&v, 99.0), 99);
+        assert_eq!(percentile(&v, 100.0), 100);
+        assert_eq!(percentile(&v, 0.0), 1);
+        assert_eq!(percentile(&[7], 99.0), 7);
+        assert_eq!(percentile(&[], 50.0), 0);
+        assert_eq!(percentile(&[1, 2, 3], 50.0), 2);
+    }
+
+    #[test]
+    fn ratios_outside_zero_to_one_are_refused() {
+        assert_eq!(ratio("0.5"), Ok(0.5));
+        assert!(ratio("1.5").is_err());
+        assert!(ratio("-0.1").is_err());
+        assert!(ratio("half").is_err());
+    }
+
+    #[test]
+    fn only_fresh_payloads_acknowledged_2xx_count_as_messages() {
+        let mut t = Tally::default();
+        let fresh = Some(Carried {
+            messages: 3,
+            statuses: 1,
+        });
+        for (post, status) in [(fresh, 200), (None, 200), (fresh, 500), (fresh, 401)] {
+            t.count_post(post);
+            t.count_answer(
+                StatusCode::from_u16(status).unwrap(),
+                post,
+                Duration::from_millis(2),
+            );
+        }
+        let s = t.into_summary("u".into(), 1, Duration::from_secs(1));
+        assert_eq!(
+            (s.unique_payloads, s.duplicate_payloads, s.messages_sent),
+            (3, 1, 9)
+        );
+        assert_eq!((s.status_2xx, s.status_4xx, s.status_5xx), (2, 1, 1));
+        assert_eq!(s.messages_per_s, 3.0);
+        assert_eq!(s.latency_p99_ms, 2.0);
+    }
+}

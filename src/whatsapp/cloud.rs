@@ -1,0 +1,315 @@
+//! Cloud API webhook payloads → [`Notification`]. Pure: bytes in, domain values out.
+//!
+//! Every `entry[] × changes[] × messages[]/statuses[]/errors[]` is visited (one POST can carry up
+//! to a thousand updates). A payload that is not a WhatsApp Business Account notification at all
+//! is a [`PayloadError`]; a single item that cannot be understood inside an otherwise good payload
+//! becomes a [`RejectedItem`], so the rest is still ingested and nothing is silently dropped.
+
+use serde_json::{Map, Value};
+
+use crate::domain::{
+    ContactProfile, DeliveryStatus, InboundMessage, MessageId, MessageKind, Notification,
+    PhoneNumberId, PlatformError, Provider, RejectedItem, StatusUpdate, WaId,
+};
+
+/// Why a whole payload could not be parsed. The raw body is then kept as a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("body is not valid JSON: {0}")]
+    Json(String),
+    #[error("payload does not have the expected shape: {0}")]
+    Schema(String),
+}
+
+impl PayloadError {
+    /// Short, stable code for dead letters and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Json(_) => "malformed_json",
+            Self::Schema(_) => "malformed_schema",
+        }
+    }
+}
+
+pub fn parse_notification(body: &[u8]) -> Result<Notification, PayloadError> {
+    let root: Value = serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))?;
+    let root = root
+        .as_object()
+        .ok_or_else(|| PayloadError::Schema("top level is not an object".into()))?;
+    match root.get("object").and_then(Value::as_str) {
+        Some("whatsapp_business_account") => {}
+        Some(other) => return Err(PayloadError::Schema(format!("object is {other:?}"))),
+        None => return Err(PayloadError::Schema("`object` is missing".into())),
+    }
+    let entries = root
+        .get("entry")
+        .and_then(Value::as_array)
+        .ok_or_else(|| PayloadError::Schema("`entry` is not an array".into()))?;
+
+    let mut out = Notification::default();
+    for entry in entries {
+        let Some(changes) = entry.get("changes").and_then(Value::as_array) else {
+            out.rejected.push(reject("entry without a `changes` array", entry));
+            continue;
+        };
+        for change in changes {
+            parse_change(change, &mut out);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_change(change: &Value, out: &mut Notification) {
+    let field = change.get("field").and_then(Value::as_str);
+    // Other subscribed fields (account_update, template status…) carry no conversation; they
+    // are acknowledged and not stored.
+    if field.is_some_and(|f| f != "messages") {
+        return;
+    }
+    let Some(value) = change.get("value").and_then(Value::as_object) else {
+        out.rejected.push(reject("change without a `value` object", change));
+        return;
+    };
+    let phone_number_id = value
+        .get("metadata")
+        .and_then(|m| m.get("phone_number_id"))
+        .and_then(id_string)
+        .and_then(|raw| PhoneNumberId::parse(raw).ok());
+
+    for error in array(value, "errors") {
+        out.platform_errors.push(PlatformError {
+            phone_number_id: phone_number_id.clone(),
+            code: error.get("code").and_then(Value::as_i64),
+            title: error.get("title").and_then(Value::as_str).map(str::to_owned),
+            raw: error.to_string(),
+        });
+    }
+
+    let has_items = !array(value, "messages").is_empty() || !array(value, "statuses").is_empty();
+    let Some(phone_number_id) = phone_number_id else {
+        if has_items {
+            out.rejected.push(reject("`metadata.phone_number_id` is missing or invalid", change));
+        }
+        return;
+    };
+
+    let contacts = array(value, "contacts");
+    for contact in contacts {
+        if let Some(wa_id) = contact.get("wa_id").and_then(id_string).and_then(|w| WaId::parse(w).ok()) {
+            let name = contact
+                .get("profile")
+                .and_then(|p| p.get("name"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            out.contacts.push(ContactProfile { phone_number_id: phone_number_id.clone(), wa_id, name });
+        }
+    }
+    let sole_contact = match contacts {
+        [only] => only.get("wa_id").and_then(id_string),
+        _ => None,
+    };
+
+    for message in array(value, "messages") {
+        match parse_message(message, &phone_number_id, sole_contact.as_deref()) {
+            Ok(m) => out.messages.push(m),
+            Err(why) => out.rejected.push(reject(&why, message)),
+        }
+    }
+    for status in array(value, "statuses") {
+        match parse_status(status, &phone_number_id) {
+            Ok(s) => out.statuses.push(s),
+            Err(why) => out.rejected.push(reject(&why, status)),
+        }
+    }
+}
+
+fn parse_message(
+    message: &Value,
+    phone_number_id: &PhoneNumberId,
+    sole_contact: Option<&str>,
+) -> Result<InboundMessage, String> {
+    let id = message
+        .get("id")
+        .and_then(id_string)
+        .ok_or("message without an `id`")?;
+    let id = MessageId::parse(id).map_err(|e| e.to_string())?;
+    // Some system messages carry no `from`: fall back to the business-scoped user id, then to the
+    // change's only contact.
+    let from = message
+        .get("from")
+        .and_then(id_string)
+        .or_else(|| message.get("from_user_id").and_then(id_string))
+        .or_else(|| sole_contact.map(str::to_owned))
+        .ok_or("message without a sender (`from`)")?;
+    let from = WaId::parse(from).map_err(|e| e.to_string())?;
+    let timestamp = message
+        .get("timestamp")
+        .and_then(unix_seconds)
+        .ok_or("message without a valid `timestamp`")?;
+    let kind = match message.get("type").and_then(Value::as_str) {
+        Some(t) => MessageKind::parse(t),
+        // A bare message with only `errors` (e.g. 131051) is stored as unsupported.
+        None => MessageKind::Unsupported,
+    };
+    Ok(InboundMessage {
+        provider: Provider::Cloud,
+        id,
+        phone_number_id: phone_number_id.clone(),
+        from,
+        text: message_text(&kind, message),
+        kind,
+        timestamp,
+        raw: message.to_string(),
+    })
+}
+
+/// The words of a message that a responder can act on.
+pub fn message_text(kind: &MessageKind, message: &Value) -> Option<String> {
+    let at = |path: &[&str]| {
+        path.iter()
+            .try_fold(message, |v, key| v.get(key))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    match kind {
+        MessageKind::Text => at(&["text", "body"]),
+        MessageKind::Image => at(&["image", "caption"]),
+        MessageKind::Video => at(&["video", "caption"]),
+        MessageKind::Document => at(&["document", "caption"]),
+        MessageKind::Button => at(&["button", "text"]).or_else(|| at(&["button", "payload"])),
+        MessageKind::Interactive => at(&["interactive", "button_reply", "title"])
+            .or_else(|| at(&["interactive", "list_reply", "title"]))
+            .or_else(|| at(&["interactive", "nfm_reply", "body"])),
+        MessageKind::Edit => at(&["edit", "message", "text", "body"]),
+        MessageKind::Location => at(&["location", "name"]),
+        _ => None,
+    }
+}
+
+fn parse_status(status: &Value, phone_number_id: &PhoneNumberId) -> Result<StatusUpdate, String> {
+    let id = status.get("id").and_then(id_string).ok_or("status without an `id`")?;
+    let message_id = MessageId::parse(id).map_err(|e| e.to_string())?;
+    let state = status
+        .get("status")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or("status without a `status`")?;
+    let timestamp = status
+        .get("timestamp")
+        .and_then(unix_seconds)
+        .ok_or("status without a valid `timestamp`")?;
+    let error_code = status
+        .get("errors")
+        .and_then(Value::as_array)
+        .and_then(|errors| errors.first())
+        .and_then(|e| e.get("code"))
+        .and_then(Value::as_i64);
+    Ok(StatusUpdate {
+        provider: Provider::Cloud,
+        message_id,
+        status: DeliveryStatus::parse(state),
+        phone_number_id: phone_number_id.clone(),
+        recipient_id: status.get("recipient_id").and_then(id_string),
+        timestamp,
+        callback_data: status
+            .get("biz_opaque_callback_data")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        error_code,
+        raw: status.to_string(),
+    })
+}
+
+fn array<'a>(value: &'a Map<String, Value>, key: &str) -> &'a [Value] {
+    value.get(key).and_then(Value::as_array).map_or(&[], Vec::as_slice)
+}
+
+/// Ids are documented as strings; tolerate numbers from hand-written senders.
+pub(crate) fn id_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Timestamps are unix seconds as strings; numbers are tolerated.
+pub(crate) fn unix_seconds(v: &Value) -> Option<i64> {
+    match v {
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    }
+    .filter(|t| *t >= 0)
+}
+
+fn reject(error: &str, raw: &Value) -> RejectedItem {
+    RejectedItem { error: error.to_owned(), raw: raw.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn envelope(value: Value) -> Vec<u8> {
+        json!({"object": "whatsapp_business_account", "entry": [{"id": "waba", "changes": [
+            {"field": "messages", "value": value}]}]})
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn text_message_and_contact_are_parsed() {
+        let body = envelope(json!({
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550001111", "phone_number_id": "111"},
+            "contacts": [{"profile": {"name": "Ana"}, "wa_id": "34600000001"}],
+            "messages": [{"from": "34600000001", "id": "wamid.A", "timestamp": "1700000000",
+                          "type": "text", "text": {"body": "hola"}}]
+        }));
+        let n = parse_notification(&body).unwrap();
+        assert_eq!(n.messages.len(), 1);
+        let m = &n.messages[0];
+        assert_eq!((m.id.as_str(), m.from.as_str(), m.timestamp), ("wamid.A", "34600000001", 1_700_000_000));
+        assert_eq!(m.text.as_deref(), Some("hola"));
+        assert_eq!(n.contacts[0].name.as_deref(), Some("Ana"));
+    }
+
+    #[test]
+    fn bad_item_is_rejected_and_the_rest_kept() {
+        let body = envelope(json!({
+            "metadata": {"phone_number_id": "111"},
+            "messages": [
+                {"from": "1", "id": "wamid.ok", "timestamp": "1", "type": "text", "text": {"body": "x"}},
+                {"from": "1", "timestamp": "1", "type": "text"}
+            ]
+        }));
+        let n = parse_notification(&body).unwrap();
+        assert_eq!(n.messages.len(), 1);
+        assert_eq!(n.rejected.len(), 1);
+        assert!(n.rejected[0].error.contains("id"));
+    }
+
+    #[test]
+    fn not_a_notification_is_a_payload_error() {
+        assert!(matches!(parse_notification(b"{"), Err(PayloadError::Json(_))));
+        assert!(matches!(parse_notification(b"[]"), Err(PayloadError::Schema(_))));
+        assert!(matches!(parse_notification(br#"{"object":"page","entry":[]}"#), Err(PayloadError::Schema(_))));
+        assert!(matches!(parse_notification(br#"{"object":"whatsapp_business_account"}"#), Err(PayloadError::Schema(_))));
+    }
+
+    #[test]
+    fn failed_status_keeps_its_error_code_and_callback() {
+        let body = envelope(json!({
+            "metadata": {"phone_number_id": "111"},
+            "statuses": [{"id": "wamid.out", "status": "failed", "timestamp": "5", "recipient_id": "1",
+                          "biz_opaque_callback_data": "ledger-7", "errors": [{"code": 131049, "title": "x"}]}]
+        }));
+        let s = &parse_notification(&body).unwrap().statuses[0];
+        assert_eq!(s.status, DeliveryStatus::Failed);
+        assert_eq!(s.error_code, Some(131049));
+        assert_eq!(s.callback_data.as_deref(), Some("ledger-7"));
+    }
+}
