@@ -97,6 +97,15 @@ pub struct Summary {
     pub jobs_total: u64,
 }
 
+/// A user of a business number as the store knows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactRecord {
+    pub display_name: Option<String>,
+    /// Payload timestamp of their newest inbound message: the 24-hour window runs from it.
+    pub last_inbound_ts: Option<i64>,
+    pub opted_out: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeadLetter {
     pub id: i64,
@@ -151,6 +160,12 @@ impl Store {
     pub async fn message(&self, message_id: &str) -> Result<Option<MessageRecord>, StoreError> {
         match self {
             Self::Sqlite(s) => s.message(message_id).await,
+        }
+    }
+
+    pub async fn contact(&self, phone_number_id: &str, wa_id: &str) -> Result<Option<ContactRecord>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.contact(phone_number_id, wa_id).await,
         }
     }
 

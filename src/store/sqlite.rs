@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, Transaction};
 
-use super::{DeadLetter, IngestReport, IngestUnit, MessageRecord, StoreError, StoreOptions, Summary};
+use super::{ContactRecord, DeadLetter, IngestReport, IngestUnit, MessageRecord, StoreError, StoreOptions, Summary};
 use crate::domain::{Outcome, Provider};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -87,6 +87,21 @@ impl SqliteStore {
             kind: row.get("kind"),
             timestamp: row.get("payload_ts"),
             outcome: Outcome::from_columns(row.get("outcome"), row.get("outcome_reason")),
+        }))
+    }
+
+    pub async fn contact(&self, phone_number_id: &str, wa_id: &str) -> Result<Option<ContactRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT display_name, last_inbound_ts, opted_out FROM contacts WHERE phone_number_id = ? AND wa_id = ?",
+        )
+        .bind(phone_number_id)
+        .bind(wa_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| ContactRecord {
+            display_name: row.get("display_name"),
+            last_inbound_ts: row.get("last_inbound_ts"),
+            opted_out: row.get::<i64, _>("opted_out") != 0,
         }))
     }
 

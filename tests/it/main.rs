@@ -1,1 +1,9 @@
+//! The one integration test binary: the real server over HTTP, the store conformance suite,
+//! the spool, and property tests.
 
+mod conformance;
+mod fixtures;
+mod helpers;
+mod ingest;
+mod properties;
+mod spool;

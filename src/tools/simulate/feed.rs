@@ -32,113 +32,164 @@ pub struct Carried {
 
 /// Decides and builds POSTs one after the other; deterministic for a given seed and clock.
 pub struct Generator {
-    spec: PayloadSpec,
-    secret: Vec<u8>,
-    duplicate_ratio: f64,
-    rng: StdRng,
-    issued: u64,
-    /// Timestamp of every unique payload so far, so a duplicate can be rebuilt identically.
-    stamps: Vec<u64>,
+    schedule: Schedule,
+    builder: Builder,
     /// Built unique posts, kept when duplicates should share them instead of rebuilding.
     kept: Option<Vec<Post>>,
 }
 
 impl Generator {
     pub fn new(spec: PayloadSpec, secret: &[u8], duplicate_ratio: f64, keep: bool) -> Self {
-        let rng = StdRng::seed_from_u64(spec.seed ^ 0x5151_d00b_1e5e_ed00);
         Self {
-            spec,
-            secret: secret.to_vec(),
-            duplicate_ratio: duplicate_ratio.clamp(0.0, 1.0),
-            rng,
-            issued: 0,
-            stamps: Vec::new(),
+            schedule: Schedule {
+                duplicate_ratio: duplicate_ratio.clamp(0.0, 1.0),
+                rng: StdRng::seed_from_u64(spec.seed ^ 0x5151_d00b_1e5e_ed00),
+                issued: 0,
+                stamps: Vec::new(),
+            },
+            builder: Builder {
+                spec,
+                secret: secret.to_vec(),
+            },
             kept: keep.then(Vec::new),
         }
     }
 
     /// The next POST; new payloads are stamped `now_unix`.
     pub fn next_post(&mut self, now_unix: u64) -> Post {
+        let pick = self.schedule.next(now_unix);
+        if let (Some(kept), false) = (&mut self.kept, pick.fresh) {
+            return Post {
+                fresh: None,
+                ..kept[pick.n as usize].clone()
+            };
+        }
+        let post = self.builder.build(pick);
+        if let Some(kept) = &mut self.kept {
+            kept.push(post.clone());
+        }
+        post
+    }
+}
+
+/// Which unique payload each POST carries: a new one, or a random earlier one again.
+struct Schedule {
+    duplicate_ratio: f64,
+    rng: StdRng,
+    issued: u64,
+    /// Timestamp of every unique payload so far, so a duplicate can be rebuilt identically.
+    stamps: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pick {
+    n: u64,
+    stamp: u64,
+    fresh: bool,
+}
+
+impl Schedule {
+    fn next(&mut self, now_unix: u64) -> Pick {
         let i = self.issued as f64;
         self.issued += 1;
         let duplicate = !self.stamps.is_empty()
             && ((i + 1.0) * self.duplicate_ratio).floor() > (i * self.duplicate_ratio).floor();
         if duplicate {
             let n = self.rng.gen_range(0..self.stamps.len());
-            let mut post = match &self.kept {
-                Some(kept) => kept[n].clone(),
-                None => self.build(n as u64, self.stamps[n]),
+            return Pick {
+                n: n as u64,
+                stamp: self.stamps[n],
+                fresh: false,
             };
-            post.fresh = None;
-            return post;
         }
-        let n = self.stamps.len() as u64;
         self.stamps.push(now_unix);
-        let post = self.build(n, now_unix);
-        if let Some(kept) = &mut self.kept {
-            kept.push(post.clone());
+        Pick {
+            n: self.stamps.len() as u64 - 1,
+            stamp: now_unix,
+            fresh: true,
         }
-        post
     }
+}
 
-    fn build(&self, n: u64, stamp: u64) -> Post {
-        let p = payload::build(&self.spec, n, stamp);
+/// Encodes and signs picked payloads; needs no lock, so workers build in parallel.
+struct Builder {
+    spec: PayloadSpec,
+    secret: Vec<u8>,
+}
+
+impl Builder {
+    fn build(&self, pick: Pick) -> Post {
+        let p = payload::build(&self.spec, pick.n, pick.stamp);
         let signature = HeaderValue::try_from(signature::sign(&self.secret, &p.body))
             .expect("sha256=<hex> is a valid header value");
+        let carried = Carried {
+            messages: p.messages,
+            statuses: p.statuses,
+        };
         Post {
             body: Bytes::from(p.body),
             signature,
-            fresh: Some(Carried {
-                messages: p.messages,
-                statuses: p.statuses,
-            }),
+            fresh: pick.fresh.then_some(carried),
         }
     }
 }
 
 /// Where workers take their next POST from; `None` once a counted run is used up.
-pub enum Feed {
-    Ready {
-        posts: Vec<Post>,
-        next: AtomicUsize,
-    },
-    Live {
-        generator: Mutex<Generator>,
-        limit: Option<u64>,
-    },
+pub struct Feed(Source);
+
+enum Source {
+    Ready { posts: Vec<Post>, next: AtomicUsize },
+    Live(Box<Live>),
+}
+
+/// Only the pick is taken under the lock; building and signing happen outside it.
+struct Live {
+    schedule: Mutex<Schedule>,
+    builder: Builder,
+    limit: Option<u64>,
 }
 
 impl Feed {
     /// Builds all `count` posts now, so the timed loop only clones refcounted bytes.
     pub fn prebuilt(mut generator: Generator, count: u64, now_unix: u64) -> Self {
         let posts = (0..count).map(|_| generator.next_post(now_unix)).collect();
-        Feed::Ready {
+        Feed(Source::Ready {
             posts,
             next: AtomicUsize::new(0),
-        }
+        })
     }
 
     pub fn live(generator: Generator, limit: Option<u64>) -> Self {
-        Feed::Live {
-            generator: Mutex::new(generator),
+        let Generator {
+            schedule, builder, ..
+        } = generator;
+        let schedule = Mutex::new(schedule);
+        Feed(Source::Live(Box::new(Live {
+            schedule,
+            builder,
             limit,
-        }
+        })))
     }
 
     /// The next POST and its position in the run.
     pub fn next(&self) -> Option<(u64, Post)> {
-        match self {
-            Feed::Ready { posts, next } => {
+        match &self.0 {
+            Source::Ready { posts, next } => {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 posts.get(i).map(|p| (i as u64, p.clone()))
             }
-            Feed::Live { generator, limit } => {
-                let mut g = generator.lock().expect("generator lock is never poisoned");
-                if limit.is_some_and(|limit| g.issued >= limit) {
-                    return None;
-                }
-                let i = g.issued;
-                Some((i, g.next_post(super::unix_now())))
+            Source::Live(live) => {
+                let (i, pick) = {
+                    let mut s = live
+                        .schedule
+                        .lock()
+                        .expect("schedule lock is never poisoned");
+                    if live.limit.is_some_and(|limit| s.issued >= limit) {
+                        return None;
+                    }
+                    (s.issued, s.next(super::unix_now()))
+                };
+                Some((i, live.builder.build(pick)))
             }
         }
     }

@@ -6,20 +6,23 @@
 
 mod feed;
 mod payload;
+mod tally;
 
 use std::io::IsTerminal;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use reqwest::{StatusCode, Url};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use feed::{Carried, Feed, Generator, Post};
+use feed::{Feed, Generator, Post};
 use payload::PayloadSpec;
+use tally::Tally;
 
 /// Above this estimate of payload bytes, posts are built on demand instead of ahead of time.
 const PREBUILD_BUDGET_BYTES: f64 = 512.0 * 1024.0 * 1024.0;
@@ -178,17 +181,21 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Summary> {
     };
     let secret = args.secret.as_bytes();
     let ratio = args.duplicate_ratio;
-    let feed = match args.duration {
-        Some(_) => Feed::live(Generator::new(spec, secret, ratio, false), None),
-        None if prebuilt_bytes(&args) <= PREBUILD_BUDGET_BYTES => Feed::prebuilt(
-            Generator::new(spec, secret, ratio, true),
-            args.requests,
-            unix_now(),
-        ),
-        None => Feed::live(
-            Generator::new(spec, secret, ratio, false),
-            Some(args.requests),
-        ),
+    // A counted run, or a paced timed one, knows its posts in advance: build them before the
+    // clock starts when they fit in memory. An unpaced timed run builds them as it goes.
+    let planned = match args.duration {
+        None => Some(args.requests),
+        Some(d) if args.rate > 0.0 => Some((args.rate * d.as_secs_f64()).ceil() as u64),
+        Some(_) => None,
+    };
+    let feed = match planned {
+        Some(count) if prebuilt_bytes(count, &args) <= PREBUILD_BUDGET_BYTES => {
+            Feed::prebuilt(Generator::new(spec, secret, ratio, true), count, unix_now())
+        }
+        _ => {
+            let limit = args.duration.is_none().then_some(args.requests);
+            Feed::live(Generator::new(spec, secret, ratio, false), limit)
+        }
     };
     let client = reqwest::Client::builder()
         .http1_only()
@@ -209,6 +216,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Summary> {
         rate: (args.rate > 0.0).then_some(args.rate),
         deadline: args.duration.map(|d| start + d),
         progress: progress.clone(),
+        error_logged: AtomicBool::new(false),
     });
     let mut workers = JoinSet::new();
     for _ in 0..args.connections {
@@ -232,6 +240,7 @@ struct Plan {
     rate: Option<f64>,
     deadline: Option<Instant>,
     progress: ProgressBar,
+    error_logged: AtomicBool,
 }
 
 /// One connection's loop: take the next post, wait for its slot when paced, send, count.
@@ -257,7 +266,13 @@ async fn worker(plan: Arc<Plan>) -> Tally {
         let sent_at = Instant::now();
         match send(&plan, post).await {
             Ok(status) => tally.count_answer(status, fresh, sent_at.elapsed()),
-            Err(_) => tally.transport_errors += 1,
+            Err(error) => {
+                if !plan.error_logged.swap(true, Ordering::Relaxed) {
+                    let error = anyhow::Error::from(error);
+                    tracing::warn!("first transport error (the rest are only counted): {error:#}");
+                }
+                tally.transport_errors += 1;
+            }
         }
         plan.progress.inc(1);
     }
@@ -279,106 +294,11 @@ async fn send(plan: &Plan, post: Post) -> reqwest::Result<StatusCode> {
     Ok(status)
 }
 
-#[derive(Debug, Default)]
-struct Tally {
-    requests: u64,
-    unique: u64,
-    duplicate: u64,
-    messages: u64,
-    statuses: u64,
-    status_2xx: u64,
-    status_4xx: u64,
-    status_5xx: u64,
-    transport_errors: u64,
-    messages_acked: u64,
-    latencies_us: Vec<u64>,
-}
-
-impl Tally {
-    fn count_post(&mut self, fresh: Option<Carried>) {
-        self.requests += 1;
-        match fresh {
-            Some(c) => {
-                self.unique += 1;
-                self.messages += u64::from(c.messages);
-                self.statuses += u64::from(c.statuses);
-            }
-            None => self.duplicate += 1,
-        }
-    }
-
-    fn count_answer(&mut self, status: StatusCode, fresh: Option<Carried>, latency: Duration) {
-        self.latencies_us.push(latency.as_micros() as u64);
-        if status.is_success() {
-            self.status_2xx += 1;
-            self.messages_acked += fresh.map_or(0, |c| u64::from(c.messages));
-        } else if status.is_client_error() {
-            self.status_4xx += 1;
-        } else if status.is_server_error() {
-            self.status_5xx += 1;
-        }
-    }
-
-    fn merge(&mut self, other: Tally) {
-        self.requests += other.requests;
-        self.unique += other.unique;
-        self.duplicate += other.duplicate;
-        self.messages += other.messages;
-        self.statuses += other.statuses;
-        self.status_2xx += other.status_2xx;
-        self.status_4xx += other.status_4xx;
-        self.status_5xx += other.status_5xx;
-        self.transport_errors += other.transport_errors;
-        self.messages_acked += other.messages_acked;
-        self.latencies_us.extend(other.latencies_us);
-    }
-
-    fn into_summary(mut self, url: String, seed: u64, elapsed: Duration) -> Summary {
-        self.latencies_us.sort_unstable();
-        let ms = |us: u64| us as f64 / 1000.0;
-        let per_s = |n: u64| {
-            if elapsed.is_zero() {
-                0.0
-            } else {
-                n as f64 / elapsed.as_secs_f64()
-            }
-        };
-        Summary {
-            url,
-            seed,
-            requests_sent: self.requests,
-            unique_payloads: self.unique,
-            duplicate_payloads: self.duplicate,
-            messages_sent: self.messages,
-            statuses_sent: self.statuses,
-            status_2xx: self.status_2xx,
-            status_4xx: self.status_4xx,
-            status_5xx: self.status_5xx,
-            transport_errors: self.transport_errors,
-            elapsed_s: elapsed.as_secs_f64(),
-            requests_per_s: per_s(self.requests),
-            messages_per_s: per_s(self.messages_acked),
-            latency_p50_ms: ms(percentile(&self.latencies_us, 50.0)),
-            latency_p99_ms: ms(percentile(&self.latencies_us, 99.0)),
-            latency_max_ms: ms(self.latencies_us.last().copied().unwrap_or(0)),
-        }
-    }
-}
-
-/// Nearest-rank percentile of an ascending slice; 0 for an empty one.
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
 /// Rough memory a prebuilt run needs; duplicates share their original's bytes.
-fn prebuilt_bytes(args: &SimulateArgs) -> f64 {
+fn prebuilt_bytes(count: u64, args: &SimulateArgs) -> f64 {
     let per_payload =
         400.0 + 450.0 * f64::from(args.messages_per_payload) + 600.0 * args.status_ratio;
-    args.requests as f64 * (1.0 - args.duplicate_ratio) * per_payload
+    count as f64 * (1.0 - args.duplicate_ratio) * per_payload
 }
 
 fn progress_bar(args: &SimulateArgs) -> ProgressBar {
@@ -388,14 +308,22 @@ fn progress_bar(args: &SimulateArgs) -> ProgressBar {
     let (bar, template) = match args.duration {
         Some(_) => (
             ProgressBar::new_spinner(),
-            "{spinner} {elapsed_precise} {pos} requests ({per_sec})",
+            "{spinner} {elapsed_precise} {pos} requests ({rate})",
         ),
         None => (
             ProgressBar::new(args.requests),
-            "{elapsed_precise} [{wide_bar}] {pos}/{len} ({per_sec}, eta {eta})",
+            "{elapsed_precise} [{wide_bar}] {pos}/{len} ({rate}, eta {eta})",
         ),
     };
-    bar.set_style(ProgressStyle::with_template(template).expect("a valid progress template"));
+    let style = ProgressStyle::with_template(template)
+        .expect("a valid progress template")
+        .with_key(
+            "rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} req/s", state.per_sec());
+            },
+        );
+    bar.set_style(style);
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
 }
@@ -411,47 +339,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentile_uses_nearest_rank() {
-        let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(percentile(&v, 50.0), 50);
-        assert_eq!(percentile(&v, 99.0), 99);
-        assert_eq!(percentile(&v, 100.0), 100);
-        assert_eq!(percentile(&v, 0.0), 1);
-        assert_eq!(percentile(&[7], 99.0), 7);
-        assert_eq!(percentile(&[], 50.0), 0);
-        assert_eq!(percentile(&[1, 2, 3], 50.0), 2);
-    }
-
-    #[test]
     fn ratios_outside_zero_to_one_are_refused() {
         assert_eq!(ratio("0.5"), Ok(0.5));
         assert!(ratio("1.5").is_err());
         assert!(ratio("-0.1").is_err());
         assert!(ratio("half").is_err());
-    }
-
-    #[test]
-    fn only_fresh_payloads_acknowledged_2xx_count_as_messages() {
-        let mut t = Tally::default();
-        let fresh = Some(Carried {
-            messages: 3,
-            statuses: 1,
-        });
-        for (post, status) in [(fresh, 200), (None, 200), (fresh, 500), (fresh, 401)] {
-            t.count_post(post);
-            t.count_answer(
-                StatusCode::from_u16(status).unwrap(),
-                post,
-                Duration::from_millis(2),
-            );
-        }
-        let s = t.into_summary("u".into(), 1, Duration::from_secs(1));
-        assert_eq!(
-            (s.unique_payloads, s.duplicate_payloads, s.messages_sent),
-            (3, 1, 9)
-        );
-        assert_eq!((s.status_2xx, s.status_4xx, s.status_5xx), (2, 1, 1));
-        assert_eq!(s.messages_per_s, 3.0);
-        assert_eq!(s.latency_p99_ms, 2.0);
     }
 }
