@@ -33,18 +33,29 @@ pub struct Core {
 
 impl Core {
     pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<Self> {
-        let options = StoreOptions { busy_timeout: config.store_busy_timeout };
+        let options = StoreOptions {
+            busy_timeout: config.store_busy_timeout,
+        };
         let store = Store::connect(&config.database_url, &options)
             .await
             .with_context(|| format!("opening the store at {}", config.database_url))?;
         store.migrate().await.context("migrating the store")?;
         let metrics = Arc::new(Metrics::new());
-        let (writer, writer_task) =
-            GroupCommitWriter::spawn(store.clone(), clock, metrics.clone(), config.group_commit_max);
+        let (writer, writer_task) = GroupCommitWriter::spawn(
+            store.clone(),
+            clock,
+            metrics.clone(),
+            config.group_commit_max,
+        );
         let spool = Spool::open(&config.spool_dir)
             .with_context(|| format!("opening the spool at {}", config.spool_dir.display()))?;
         let ingestor = Ingestor::new(writer, spool, metrics.clone(), config.ingest_timeout);
-        Ok(Self { store, ingestor, metrics, writer_task })
+        Ok(Self {
+            store,
+            ingestor,
+            metrics,
+            writer_task,
+        })
     }
 }
 
@@ -61,11 +72,17 @@ impl App {
             ingestor: core.ingestor,
             metrics: core.metrics,
         };
-        Ok(Self { listener, state, writer_task: core.writer_task })
+        Ok(Self {
+            listener,
+            state,
+            writer_task: core.writer_task,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn store(&self) -> &Store {
@@ -78,7 +95,11 @@ impl App {
 
     /// Serves until `shutdown` fires, then finishes in-flight requests and pending writes.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self { listener, state, writer_task } = self;
+        let Self {
+            listener,
+            state,
+            writer_task,
+        } = self;
         let replayer = tokio::spawn(
             state
                 .ingestor
@@ -105,7 +126,9 @@ fn announce(config: &Config) {
         tracing::warn!("REPLYD_APP_SECRET is not set: every POST /webhook will be refused (401)");
     }
     if config.verify_token.expose().is_empty() {
-        tracing::warn!("REPLYD_VERIFY_TOKEN is not set: Meta's verification handshake will be refused");
+        tracing::warn!(
+            "REPLYD_VERIFY_TOKEN is not set: Meta's verification handshake will be refused"
+        );
     }
     if config.admin_token.expose().is_empty() {
         tracing::warn!("REPLYD_ADMIN_TOKEN is not set: the admin API refuses every call");

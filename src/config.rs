@@ -123,6 +123,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment::Jail fixes the closure's error type"
+    )]
     fn defaults_file_and_env_layer_in_order() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(
@@ -144,6 +148,10 @@ mod tests {
     }
 
     #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment::Jail fixes the closure's error type"
+    )]
     fn unknown_keys_and_bad_durations_are_errors() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("bad.toml", "sweep_interval = \"soon\"")?;

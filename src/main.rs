@@ -13,7 +13,11 @@ use replyd::config::Config;
 use replyd::tools::simulate;
 
 #[derive(Debug, Parser)]
-#[command(name = "replyd", version, about = "WhatsApp webhook ingest and reply service")]
+#[command(
+    name = "replyd",
+    version,
+    about = "WhatsApp webhook ingest and reply service"
+)]
 struct Cli {
     /// Configuration file (default: ./replyd.toml when present). REPLYD_* variables override it.
     #[arg(long, global = true, env = "REPLYD_CONFIG")]
@@ -47,13 +51,17 @@ enum SpoolCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
         Command::Serve => serve(load(&cli.config)?).await,
         Command::Migrate => migrate(load(&cli.config)?).await,
-        Command::Spool { command: SpoolCommand::Replay } => spool_replay(load(&cli.config)?).await,
+        Command::Spool {
+            command: SpoolCommand::Replay,
+        } => spool_replay(load(&cli.config)?).await,
         Command::Simulate(args) => {
             let json = args.json;
             let summary = simulate::run(args).await?;
@@ -87,10 +95,18 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
 
 async fn spool_replay(config: Config) -> anyhow::Result<()> {
     let core = Core::open(&config, Clock::system()).await?;
-    let report = core.ingestor.replay_spool().await.context("replaying the spool")?;
+    let report = core
+        .ingestor
+        .replay_spool()
+        .await
+        .context("replaying the spool")?;
     println!(
         "replayed {} record(s) from {} file(s): {} new message(s), {} duplicate(s), {} torn byte(s) skipped",
-        report.records, report.files, report.new_messages, report.duplicate_messages, report.torn_bytes
+        report.records,
+        report.files,
+        report.new_messages,
+        report.duplicate_messages,
+        report.torn_bytes
     );
     Ok(())
 }

@@ -49,18 +49,62 @@ impl Metrics {
             spool_pending_bytes: Gauge::default(),
             registry: Registry::default(),
         };
-        registry.register("webhooks_received", "Authentic webhook deliveries", m.webhooks.clone());
-        registry.register("inbound_messages", "New inbound messages stored", m.inbound_messages.clone());
-        registry.register("inbound_duplicates", "Inbound messages delivered again", m.duplicate_messages.clone());
-        registry.register("statuses", "New delivery statuses stored", m.statuses.clone());
-        registry.register("webhooks_rejected", "Webhook deliveries refused, by reason", m.rejected.clone());
-        registry.register("dead_letters", "Dead letters written", m.dead_letters.clone());
-        registry.register("spooled", "Payloads written to the local spool", m.spooled.clone());
-        registry.register("spool_replayed", "Spooled payloads replayed into the store", m.spool_replayed.clone());
-        registry.register("ingest_duration_seconds", "Webhook arrival to answer", m.ingest_latency.clone());
-        registry.register("group_commit_size", "Deliveries per ingest transaction", m.group_commit_size.clone());
+        registry.register(
+            "webhooks_received",
+            "Authentic webhook deliveries",
+            m.webhooks.clone(),
+        );
+        registry.register(
+            "inbound_messages",
+            "New inbound messages stored",
+            m.inbound_messages.clone(),
+        );
+        registry.register(
+            "inbound_duplicates",
+            "Inbound messages delivered again",
+            m.duplicate_messages.clone(),
+        );
+        registry.register(
+            "statuses",
+            "New delivery statuses stored",
+            m.statuses.clone(),
+        );
+        registry.register(
+            "webhooks_rejected",
+            "Webhook deliveries refused, by reason",
+            m.rejected.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Dead letters written",
+            m.dead_letters.clone(),
+        );
+        registry.register(
+            "spooled",
+            "Payloads written to the local spool",
+            m.spooled.clone(),
+        );
+        registry.register(
+            "spool_replayed",
+            "Spooled payloads replayed into the store",
+            m.spool_replayed.clone(),
+        );
+        registry.register(
+            "ingest_duration_seconds",
+            "Webhook arrival to answer",
+            m.ingest_latency.clone(),
+        );
+        registry.register(
+            "group_commit_size",
+            "Deliveries per ingest transaction",
+            m.group_commit_size.clone(),
+        );
         registry.register("queue_depth", "Reply jobs waiting", m.queue_depth.clone());
-        registry.register("spool_pending_bytes", "Bytes waiting in the spool", m.spool_pending_bytes.clone());
+        registry.register(
+            "spool_pending_bytes",
+            "Bytes waiting in the spool",
+            m.spool_pending_bytes.clone(),
+        );
         Self { registry, ..m }
     }
 

@@ -14,10 +14,11 @@ CREATE TABLE inbound_messages (
     outcome         TEXT,
     outcome_reason  TEXT,
     outcome_at_ms   INTEGER,
-    UNIQUE (provider, message_id)
+    -- message_id first: the same index answers lookups by message id alone.
+    UNIQUE (message_id, provider)
 );
-CREATE INDEX inbound_by_message_id ON inbound_messages (message_id);
-CREATE INDEX inbound_by_conversation ON inbound_messages (phone_number_id, wa_id, payload_ts);
+-- No per-conversation index here: every ingest would dirty a random leaf of it (measured:
+-- 8.5k → 13k durable messages/s without it). Conversation lookups live on small tables.
 -- Only what still awaits an outcome: the reconcile sweep reads this, never the whole history.
 CREATE INDEX inbound_pending ON inbound_messages (payload_ts) WHERE outcome IS NULL;
 

@@ -126,9 +126,18 @@ mod tests {
     #[test]
     fn parse_refuses_empty_long_and_control() {
         assert!(MessageId::parse("wamid.abc").is_ok());
-        assert_eq!(MessageId::parse(""), Err(IdError::Empty { kind: "message id" }));
-        assert!(matches!(MessageId::parse("x".repeat(300)), Err(IdError::TooLong { .. })));
-        assert!(matches!(WaId::parse("12\n3"), Err(IdError::ControlCharacter { .. })));
+        assert_eq!(
+            MessageId::parse(""),
+            Err(IdError::Empty { kind: "message id" })
+        );
+        assert!(matches!(
+            MessageId::parse("x".repeat(300)),
+            Err(IdError::TooLong { .. })
+        ));
+        assert!(matches!(
+            WaId::parse("12\n3"),
+            Err(IdError::ControlCharacter { .. })
+        ));
     }
 
     #[test]

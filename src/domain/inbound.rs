@@ -230,15 +230,21 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_and_unknown_is_kept() {
-        for raw in ["text", "image", "reaction", "order", "system", "edit", "revoke"] {
+        for raw in [
+            "text", "image", "reaction", "order", "system", "edit", "revoke",
+        ] {
             assert_eq!(MessageKind::parse(raw).as_str(), raw);
         }
-        assert_eq!(MessageKind::parse("hologram"), MessageKind::Other("hologram".into()));
+        assert_eq!(
+            MessageKind::parse("hologram"),
+            MessageKind::Other("hologram".into())
+        );
     }
 
     #[test]
     fn status_ranks_only_move_forward() {
-        let order = ["sent", "delivered", "read", "played"].map(|s| DeliveryStatus::parse(s).rank());
+        let order =
+            ["sent", "delivered", "read", "played"].map(|s| DeliveryStatus::parse(s).rank());
         assert!(order.windows(2).all(|w| w[0] < w[1]));
         assert!(DeliveryStatus::Failed.rank() > DeliveryStatus::Played.rank());
         assert_eq!(DeliveryStatus::parse("deleted").rank(), None);

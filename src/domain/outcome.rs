@@ -115,9 +115,15 @@ mod tests {
             .into_iter()
             .chain([Outcome::Replied, Outcome::Dead("cloud_api_131026".into())]);
         for outcome in all {
-            assert_eq!(Outcome::from_columns(Some(outcome.kind()), outcome.reason()), Some(outcome));
+            assert_eq!(
+                Outcome::from_columns(Some(outcome.kind()), outcome.reason()),
+                Some(outcome)
+            );
         }
         assert_eq!(Outcome::from_columns(None, None), None);
-        assert_eq!(Outcome::Silent(SilenceReason::OptedOut).to_string(), "silent:opted_out");
+        assert_eq!(
+            Outcome::Silent(SilenceReason::OptedOut).to_string(),
+            "silent:opted_out"
+        );
     }
 }

@@ -15,7 +15,11 @@ use super::error::ApiError;
 use crate::store::{MessageRecord, Summary};
 
 /// Refuses any request without `Authorization: Bearer <admin token>`.
-pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_admin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -27,8 +31,15 @@ pub async fn require_admin(State(state): State<AppState>, request: Request, next
 }
 
 /// `GET /api/v1/messages/{message_id}`
-pub async fn message(State(state): State<AppState>, Path(message_id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let record = state.store.message(&message_id).await?.ok_or(ApiError::NotFound)?;
+pub async fn message(
+    State(state): State<AppState>,
+    Path(message_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = state
+        .store
+        .message(&message_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(Json(message_json(&record)))
 }
 
@@ -52,7 +63,11 @@ pub async fn summary(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
 }
 
 fn summary_json(s: &Summary) -> Value {
-    let silent: BTreeMap<&str, u64> = s.silent.iter().map(|(reason, n)| (reason.as_str(), *n)).collect();
+    let silent: BTreeMap<&str, u64> = s
+        .silent
+        .iter()
+        .map(|(reason, n)| (reason.as_str(), *n))
+        .collect();
     let deliveries = s.inbound + s.duplicates;
     json!({
         "inbound": s.inbound,
@@ -77,10 +92,15 @@ pub struct ListQuery {
 }
 
 /// `GET /api/v1/dead-letters?limit=N` (newest first, open ones).
-pub async fn dead_letters(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
+        return Err(ApiError::BadRequest(
+            "limit must be between 1 and 1000".into(),
+        ));
     }
     let items = state.store.dead_letters(limit).await?;
     Ok(Json(json!({ "dead_letters": items })))

@@ -31,9 +31,15 @@ pub fn router(state: AppState) -> Router {
         .route("/messages/{message_id}", get(admin::message))
         .route("/summary", get(admin::summary))
         .route("/dead-letters", get(admin::dead_letters))
-        .route_layer(middleware::from_fn_with_state(state.clone(), admin::require_admin));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_admin,
+        ));
     let webhooks = Router::new()
-        .route("/webhook", get(webhook::verify_handshake).post(webhook::receive_cloud))
+        .route(
+            "/webhook",
+            get(webhook::verify_handshake).post(webhook::receive_cloud),
+        )
         .route("/webhook/wasender", post(webhook::receive_wasender))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     Router::new()

@@ -17,7 +17,10 @@ use crate::ingest::Acceptance;
 use crate::whatsapp::{signature, wasender};
 
 /// `GET /webhook?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…`
-pub async fn verify_handshake(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+pub async fn verify_handshake(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let mode_ok = q.get("hub.mode").is_some_and(|m| m == "subscribe");
     let token_ok = q
         .get("hub.verify_token")
@@ -40,10 +43,14 @@ pub async fn receive_cloud(
     let started = Instant::now();
     let body = match read_body(&state, body) {
         Ok(body) => body,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let presented = headers.get(signature::HEADER).map(|v| v.as_bytes());
-    if let Err(e) = signature::verify(state.config.app_secret.expose().as_bytes(), presented, &body) {
+    if let Err(e) = signature::verify(
+        state.config.app_secret.expose().as_bytes(),
+        presented,
+        &body,
+    ) {
         state.metrics.reject(e.reason());
         tracing::debug!(reason = e.reason(), bytes = body.len(), "webhook refused");
         return (StatusCode::UNAUTHORIZED, e.to_string()).into_response();
@@ -59,31 +66,53 @@ pub async fn receive_wasender(
 ) -> Response {
     let started = Instant::now();
     if state.config.wasender_secret.expose().is_empty() {
-        return (StatusCode::NOT_FOUND, "the WASender endpoint is not configured").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            "the WASender endpoint is not configured",
+        )
+            .into_response();
     }
     let body = match read_body(&state, body) {
         Ok(body) => body,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let presented = headers.get(wasender::SECRET_HEADER).map(|v| v.as_bytes());
     if !presented.is_some_and(|p| state.config.wasender_secret.matches(p)) {
-        state.metrics.reject(if presented.is_some() { "signature_mismatch" } else { "signature_missing" });
-        return (StatusCode::UNAUTHORIZED, "wrong or missing X-Webhook-Signature").into_response();
+        state.metrics.reject(if presented.is_some() {
+            "signature_mismatch"
+        } else {
+            "signature_missing"
+        });
+        return (
+            StatusCode::UNAUTHORIZED,
+            "wrong or missing X-Webhook-Signature",
+        )
+            .into_response();
     }
     accept(&state, Provider::Wasender, body, started).await
 }
 
 /// A body over the size limit is refused with 413 before anything is read into the store.
-fn read_body(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Response> {
-    body.map_err(|rejection| {
-        let reason = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { "body_too_large" } else { "body_unreadable" };
+fn read_body(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, BytesRejection> {
+    body.inspect_err(|rejection| {
+        let reason = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "body_unreadable"
+        };
         state.metrics.reject(reason);
-        rejection.into_response()
     })
 }
 
 async fn accept(state: &AppState, provider: Provider, body: Bytes, started: Instant) -> Response {
-    state.metrics.webhooks.get_or_create(&[("provider", provider.as_str())]).inc();
+    state
+        .metrics
+        .webhooks
+        .get_or_create(&[("provider", provider.as_str())])
+        .inc();
     let response = match state.ingestor.accept(provider, body).await {
         Ok(Acceptance::Stored(_) | Acceptance::Spooled) => StatusCode::OK.into_response(),
         Err(e) => {
@@ -91,6 +120,9 @@ async fn accept(state: &AppState, provider: Provider, body: Bytes, started: Inst
             (StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable").into_response()
         }
     };
-    state.metrics.ingest_latency.observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .ingest_latency
+        .observe(started.elapsed().as_secs_f64());
     response
 }

@@ -67,14 +67,41 @@ pub fn parse(provider: Provider, body: &[u8]) -> IngestUnit {
     };
     let (notification, undecodable) = match parsed {
         Ok(n) => (n, None),
-        Err(error) => (Default::default(), Some(UndecodablePayload { error, raw: body.to_vec() })),
+        Err(error) => (
+            Default::default(),
+            Some(UndecodablePayload {
+                error,
+                raw: body.to_vec(),
+            }),
+        ),
     };
-    IngestUnit { provider, notification, undecodable, delivery_digest: hex::encode(&Sha256::digest(body)[..16]) }
+    // Only per-delivery rows (platform errors) need the body's digest; skip hashing otherwise.
+    let delivery_digest = if notification.platform_errors.is_empty() {
+        String::new()
+    } else {
+        hex::encode(&Sha256::digest(body)[..16])
+    };
+    IngestUnit {
+        provider,
+        notification,
+        undecodable,
+        delivery_digest,
+    }
 }
 
 impl Ingestor {
-    pub fn new(writer: GroupCommitWriter, spool: Spool, metrics: Arc<Metrics>, commit_timeout: Duration) -> Self {
-        Self { writer, spool, metrics, commit_timeout }
+    pub fn new(
+        writer: GroupCommitWriter,
+        spool: Spool,
+        metrics: Arc<Metrics>,
+        commit_timeout: Duration,
+    ) -> Self {
+        Self {
+            writer,
+            spool,
+            metrics,
+            commit_timeout,
+        }
     }
 
     pub fn spool(&self) -> &Spool {
@@ -132,7 +159,9 @@ impl Ingestor {
             report.torn_bytes += contents.torn_bytes;
             // Concurrent writes let the group-commit writer batch the replay.
             for chunk in contents.records.chunks(256) {
-                let writes = chunk.iter().map(|r| self.writer.write(parse(r.provider, &r.body)));
+                let writes = chunk
+                    .iter()
+                    .map(|r| self.writer.write(parse(r.provider, &r.body)));
                 for result in join_all(writes).await {
                     let r = result?;
                     self.count(&r);
@@ -162,7 +191,12 @@ impl Ingestor {
             }
             match self.replay_spool().await {
                 Ok(r) if r.records > 0 || r.torn_bytes > 0 => {
-                    tracing::info!(records = r.records, new_messages = r.new_messages, torn_bytes = r.torn_bytes, "spool replayed");
+                    tracing::info!(
+                        records = r.records,
+                        new_messages = r.new_messages,
+                        torn_bytes = r.torn_bytes,
+                        "spool replayed"
+                    );
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "spool replay postponed"),

@@ -45,7 +45,10 @@ impl Spool {
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<Self> {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
-        Ok(Self { dir, active: Arc::new(Mutex::new(None)) })
+        Ok(Self {
+            dir,
+            active: Arc::new(Mutex::new(None)),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -123,7 +126,10 @@ fn open_active(path: &Path) -> io::Result<File> {
         let (_, valid_end) = decode_all(&bytes);
         if valid_end < bytes.len() {
             tracing::warn!(path = %path.display(), torn_bytes = bytes.len() - valid_end, "spool: cutting a torn tail");
-            OpenOptions::new().write(true).open(path)?.set_len(valid_end as u64)?;
+            OpenOptions::new()
+                .write(true)
+                .open(path)?
+                .set_len(valid_end as u64)?;
         }
     }
     let file = OpenOptions::new().create(true).append(true).open(path)?;
@@ -153,7 +159,8 @@ fn provider_from(byte: u8) -> Option<Provider> {
 }
 
 pub fn encode(provider: Provider, body: &[u8]) -> io::Result<Vec<u8>> {
-    let len = u32::try_from(body.len()).map_err(|_| io::Error::other("payload too large for the spool"))?;
+    let len = u32::try_from(body.len())
+        .map_err(|_| io::Error::other("payload too large for the spool"))?;
     let tag = provider_byte(provider);
     let mut crc = crc32fast::Hasher::new();
     crc.update(&[tag]);
@@ -203,7 +210,15 @@ fn decode_at(bytes: &[u8]) -> Option<(SpoolRecord, usize)> {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&bytes[4..5]);
     hasher.update(body);
-    (hasher.finalize() == crc).then(|| (SpoolRecord { provider, body: body.to_vec() }, HEADER_LEN + len))
+    (hasher.finalize() == crc).then(|| {
+        (
+            SpoolRecord {
+                provider,
+                body: body.to_vec(),
+            },
+            HEADER_LEN + len,
+        )
+    })
 }
 
 #[cfg(test)]
@@ -222,7 +237,14 @@ mod tests {
         assert_eq!(files.len(), 1);
         spool.append(Provider::Cloud, b"three").unwrap(); // lands in a fresh active file
         let contents = read_file(&files[0]).unwrap();
-        assert_eq!(contents.records.iter().map(|r| r.body.as_slice()).collect::<Vec<_>>(), [b"one".as_slice(), b"two"]);
+        assert_eq!(
+            contents
+                .records
+                .iter()
+                .map(|r| r.body.as_slice())
+                .collect::<Vec<_>>(),
+            [b"one".as_slice(), b"two"]
+        );
         assert_eq!(contents.records[1].provider, Provider::Wasender);
         spool.finish(&files[0]).unwrap();
         assert_eq!(spool.claim_for_replay().unwrap().len(), 1);
@@ -257,7 +279,14 @@ mod tests {
         bytes.extend_from_slice(&bad);
         bytes.extend_from_slice(&encode(Provider::Cloud, b"c").unwrap());
         let (contents, _) = decode_all(&bytes);
-        assert_eq!(contents.records.iter().map(|r| r.body.clone()).collect::<Vec<_>>(), [b"a".to_vec(), b"c".to_vec()]);
+        assert_eq!(
+            contents
+                .records
+                .iter()
+                .map(|r| r.body.clone())
+                .collect::<Vec<_>>(),
+            [b"a".to_vec(), b"c".to_vec()]
+        );
         assert_eq!(contents.torn_bytes, bad.len());
     }
 

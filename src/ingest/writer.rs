@@ -38,7 +38,12 @@ impl std::fmt::Debug for WriteRequest {
 }
 
 impl GroupCommitWriter {
-    pub fn spawn(store: Store, clock: Clock, metrics: Arc<Metrics>, max_batch: usize) -> (Self, JoinHandle<()>) {
+    pub fn spawn(
+        store: Store,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+        max_batch: usize,
+    ) -> (Self, JoinHandle<()>) {
         let max_batch = max_batch.max(1);
         let (requests, rx) = mpsc::channel(max_batch * 4);
         let task = tokio::spawn(run(store, clock, metrics, rx, max_batch));
@@ -56,7 +61,13 @@ impl GroupCommitWriter {
     }
 }
 
-async fn run(store: Store, clock: Clock, metrics: Arc<Metrics>, mut rx: mpsc::Receiver<WriteRequest>, max_batch: usize) {
+async fn run(
+    store: Store,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+    mut rx: mpsc::Receiver<WriteRequest>,
+    max_batch: usize,
+) {
     let mut batch = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
         // A caller that gave up (timed out and spooled) still gets its data written: dedup

@@ -27,6 +27,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the database returned something unreadable: {0}")]
+    Corrupt(String),
     #[error("cannot prepare the database directory: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -40,7 +42,9 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { busy_timeout: Duration::from_secs(2) }
+        Self {
+            busy_timeout: Duration::from_secs(2),
+        }
     }
 }
 
@@ -52,6 +56,7 @@ pub struct IngestUnit {
     /// Set when the whole authentic payload could not be parsed: kept as a dead letter.
     pub undecodable: Option<UndecodablePayload>,
     /// Hex digest of the raw body; makes per-delivery rows (platform errors) idempotent.
+    /// Empty when the delivery carries no such rows.
     pub delivery_digest: String,
 }
 
@@ -150,7 +155,11 @@ impl Store {
     }
 
     /// Writes every unit in one transaction (group commit); one report per unit, in order.
-    pub async fn ingest_batch(&self, units: &[IngestUnit], now_ms: i64) -> Result<Vec<IngestReport>, StoreError> {
+    pub async fn ingest_batch(
+        &self,
+        units: &[IngestUnit],
+        now_ms: i64,
+    ) -> Result<Vec<IngestReport>, StoreError> {
         match self {
             Self::Sqlite(s) => s.ingest_batch(units, now_ms).await,
         }
@@ -163,7 +172,11 @@ impl Store {
         }
     }
 
-    pub async fn contact(&self, phone_number_id: &str, wa_id: &str) -> Result<Option<ContactRecord>, StoreError> {
+    pub async fn contact(
+        &self,
+        phone_number_id: &str,
+        wa_id: &str,
+    ) -> Result<Option<ContactRecord>, StoreError> {
         match self {
             Self::Sqlite(s) => s.contact(phone_number_id, wa_id).await,
         }

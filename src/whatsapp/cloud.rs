@@ -32,7 +32,8 @@ impl PayloadError {
 }
 
 pub fn parse_notification(body: &[u8]) -> Result<Notification, PayloadError> {
-    let root: Value = serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))?;
+    let root: Value =
+        serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))?;
     let root = root
         .as_object()
         .ok_or_else(|| PayloadError::Schema("top level is not an object".into()))?;
@@ -49,7 +50,8 @@ pub fn parse_notification(body: &[u8]) -> Result<Notification, PayloadError> {
     let mut out = Notification::default();
     for entry in entries {
         let Some(changes) = entry.get("changes").and_then(Value::as_array) else {
-            out.rejected.push(reject("entry without a `changes` array", entry));
+            out.rejected
+                .push(reject("entry without a `changes` array", entry));
             continue;
         };
         for change in changes {
@@ -67,7 +69,8 @@ fn parse_change(change: &Value, out: &mut Notification) {
         return;
     }
     let Some(value) = change.get("value").and_then(Value::as_object) else {
-        out.rejected.push(reject("change without a `value` object", change));
+        out.rejected
+            .push(reject("change without a `value` object", change));
         return;
     };
     let phone_number_id = value
@@ -80,7 +83,10 @@ fn parse_change(change: &Value, out: &mut Notification) {
         out.platform_errors.push(PlatformError {
             phone_number_id: phone_number_id.clone(),
             code: error.get("code").and_then(Value::as_i64),
-            title: error.get("title").and_then(Value::as_str).map(str::to_owned),
+            title: error
+                .get("title")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             raw: error.to_string(),
         });
     }
@@ -88,20 +94,31 @@ fn parse_change(change: &Value, out: &mut Notification) {
     let has_items = !array(value, "messages").is_empty() || !array(value, "statuses").is_empty();
     let Some(phone_number_id) = phone_number_id else {
         if has_items {
-            out.rejected.push(reject("`metadata.phone_number_id` is missing or invalid", change));
+            out.rejected.push(reject(
+                "`metadata.phone_number_id` is missing or invalid",
+                change,
+            ));
         }
         return;
     };
 
     let contacts = array(value, "contacts");
     for contact in contacts {
-        if let Some(wa_id) = contact.get("wa_id").and_then(id_string).and_then(|w| WaId::parse(w).ok()) {
+        if let Some(wa_id) = contact
+            .get("wa_id")
+            .and_then(id_string)
+            .and_then(|w| WaId::parse(w).ok())
+        {
             let name = contact
                 .get("profile")
                 .and_then(|p| p.get("name"))
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            out.contacts.push(ContactProfile { phone_number_id: phone_number_id.clone(), wa_id, name });
+            out.contacts.push(ContactProfile {
+                phone_number_id: phone_number_id.clone(),
+                wa_id,
+                name,
+            });
         }
     }
     let sole_contact = match contacts {
@@ -188,7 +205,10 @@ pub fn message_text(kind: &MessageKind, message: &Value) -> Option<String> {
 }
 
 fn parse_status(status: &Value, phone_number_id: &PhoneNumberId) -> Result<StatusUpdate, String> {
-    let id = status.get("id").and_then(id_string).ok_or("status without an `id`")?;
+    let id = status
+        .get("id")
+        .and_then(id_string)
+        .ok_or("status without an `id`")?;
     let message_id = MessageId::parse(id).map_err(|e| e.to_string())?;
     let state = status
         .get("status")
@@ -222,7 +242,10 @@ fn parse_status(status: &Value, phone_number_id: &PhoneNumberId) -> Result<Statu
 }
 
 fn array<'a>(value: &'a Map<String, Value>, key: &str) -> &'a [Value] {
-    value.get(key).and_then(Value::as_array).map_or(&[], Vec::as_slice)
+    value
+        .get(key)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
 }
 
 /// Ids are documented as strings; tolerate numbers from hand-written senders.
@@ -245,7 +268,10 @@ pub(crate) fn unix_seconds(v: &Value) -> Option<i64> {
 }
 
 fn reject(error: &str, raw: &Value) -> RejectedItem {
-    RejectedItem { error: error.to_owned(), raw: raw.to_string() }
+    RejectedItem {
+        error: error.to_owned(),
+        raw: raw.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -272,7 +298,10 @@ mod tests {
         let n = parse_notification(&body).unwrap();
         assert_eq!(n.messages.len(), 1);
         let m = &n.messages[0];
-        assert_eq!((m.id.as_str(), m.from.as_str(), m.timestamp), ("wamid.A", "34600000001", 1_700_000_000));
+        assert_eq!(
+            (m.id.as_str(), m.from.as_str(), m.timestamp),
+            ("wamid.A", "34600000001", 1_700_000_000)
+        );
         assert_eq!(m.text.as_deref(), Some("hola"));
         assert_eq!(n.contacts[0].name.as_deref(), Some("Ana"));
     }
@@ -294,10 +323,22 @@ mod tests {
 
     #[test]
     fn not_a_notification_is_a_payload_error() {
-        assert!(matches!(parse_notification(b"{"), Err(PayloadError::Json(_))));
-        assert!(matches!(parse_notification(b"[]"), Err(PayloadError::Schema(_))));
-        assert!(matches!(parse_notification(br#"{"object":"page","entry":[]}"#), Err(PayloadError::Schema(_))));
-        assert!(matches!(parse_notification(br#"{"object":"whatsapp_business_account"}"#), Err(PayloadError::Schema(_))));
+        assert!(matches!(
+            parse_notification(b"{"),
+            Err(PayloadError::Json(_))
+        ));
+        assert!(matches!(
+            parse_notification(b"[]"),
+            Err(PayloadError::Schema(_))
+        ));
+        assert!(matches!(
+            parse_notification(br#"{"object":"page","entry":[]}"#),
+            Err(PayloadError::Schema(_))
+        ));
+        assert!(matches!(
+            parse_notification(br#"{"object":"whatsapp_business_account"}"#),
+            Err(PayloadError::Schema(_))
+        ));
     }
 
     #[test]

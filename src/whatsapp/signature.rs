@@ -99,16 +99,31 @@ mod tests {
         assert_eq!(verify(SECRET, Some(header.as_bytes()), body), Ok(()));
         let mut changed = body.to_vec();
         changed[3] ^= 1;
-        assert_eq!(verify(SECRET, Some(header.as_bytes()), &changed), Err(SignatureError::Mismatch));
-        assert_eq!(verify(b"other", Some(header.as_bytes()), body), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(SECRET, Some(header.as_bytes()), &changed),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(b"other", Some(header.as_bytes()), body),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]
     fn missing_and_malformed_headers_are_told_apart() {
         assert_eq!(verify(SECRET, None, b"{}"), Err(SignatureError::Missing));
-        assert_eq!(verify(SECRET, Some(b"md5=abc"), b"{}"), Err(SignatureError::Malformed));
-        assert_eq!(verify(SECRET, Some(b"sha256=zz"), b"{}"), Err(SignatureError::Malformed));
-        assert_eq!(verify(SECRET, Some(b"sha256=abcd"), b"{}"), Err(SignatureError::Malformed));
+        assert_eq!(
+            verify(SECRET, Some(b"md5=abc"), b"{}"),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify(SECRET, Some(b"sha256=zz"), b"{}"),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify(SECRET, Some(b"sha256=abcd"), b"{}"),
+            Err(SignatureError::Malformed)
+        );
     }
 
     #[test]
@@ -117,7 +132,10 @@ mod tests {
         let escaped = r#"{"text":"\u00e4\u00f6\u00e5 \ud83d\ude2e"}"#;
         assert_eq!(escape_unicode(raw.as_bytes()).unwrap(), escaped.as_bytes());
         let header = sign(SECRET, escaped.as_bytes());
-        assert_eq!(verify(SECRET, Some(header.as_bytes()), raw.as_bytes()), Ok(()));
+        assert_eq!(
+            verify(SECRET, Some(header.as_bytes()), raw.as_bytes()),
+            Ok(())
+        );
         assert_eq!(escape_unicode(escaped.as_bytes()), None);
     }
 }

@@ -30,7 +30,8 @@ const MESSAGE_EVENTS: &[&str] = &[
 ];
 
 pub fn parse_event(body: &[u8]) -> Result<Notification, PayloadError> {
-    let root: Value = serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))?;
+    let root: Value =
+        serde_json::from_slice(body).map_err(|e| PayloadError::Json(e.to_string()))?;
     let event = root
         .get("event")
         .and_then(Value::as_str)
@@ -51,7 +52,10 @@ pub fn parse_event(body: &[u8]) -> Result<Notification, PayloadError> {
             }
             match parse_message(item, &session, envelope_ts) {
                 Ok(m) => out.messages.push(m),
-                Err(error) => out.rejected.push(RejectedItem { error, raw: item.to_string() }),
+                Err(error) => out.rejected.push(RejectedItem {
+                    error,
+                    raw: item.to_string(),
+                }),
             }
         }
     } else if event == "messages.update" {
@@ -85,7 +89,11 @@ fn parse_message(
     let key = item.get("key").ok_or("message without a `key`")?;
     let sender = ["cleanedSenderPn", "senderPn", "remoteJid"]
         .iter()
-        .find_map(|k| key.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()))
+        .find_map(|k| {
+            key.get(*k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
         .ok_or("message without a sender (`key.remoteJid`)")?;
     let from = WaId::parse(jid_user(sender)).map_err(|e| e.to_string())?;
     let timestamp = item
@@ -97,15 +105,35 @@ fn parse_message(
     let text = item
         .get("messageBody")
         .and_then(Value::as_str)
-        .or_else(|| content.and_then(|c| c.get("conversation")).and_then(Value::as_str))
-        .or_else(|| content.and_then(|c| c.pointer("/extendedTextMessage/text")).and_then(Value::as_str))
-        .or_else(|| content.and_then(|c| c.pointer("/imageMessage/caption")).and_then(Value::as_str))
-        .or_else(|| content.and_then(|c| c.pointer("/videoMessage/caption")).and_then(Value::as_str))
+        .or_else(|| {
+            content
+                .and_then(|c| c.get("conversation"))
+                .and_then(Value::as_str)
+        })
+        .or_else(|| {
+            content
+                .and_then(|c| c.pointer("/extendedTextMessage/text"))
+                .and_then(Value::as_str)
+        })
+        .or_else(|| {
+            content
+                .and_then(|c| c.pointer("/imageMessage/caption"))
+                .and_then(Value::as_str)
+        })
+        .or_else(|| {
+            content
+                .and_then(|c| c.pointer("/videoMessage/caption"))
+                .and_then(Value::as_str)
+        })
         .filter(|t| !t.is_empty())
         .map(str::to_owned);
     let id = match key.get("id").and_then(id_string) {
         Some(id) => id,
-        None => fallback_id(from.as_str(), timestamp, text.as_deref().unwrap_or(&item.to_string())),
+        None => fallback_id(
+            from.as_str(),
+            timestamp,
+            text.as_deref().unwrap_or(&item.to_string()),
+        ),
     };
     Ok(InboundMessage {
         provider: Provider::Wasender,
@@ -122,7 +150,10 @@ fn parse_message(
 /// A stable key for a gateway message that has no id: sender + payload timestamp + body hash.
 pub fn fallback_id(sender: &str, timestamp: i64, body: &str) -> String {
     let digest = Sha256::digest(body.as_bytes());
-    format!("fallback:{sender}:{timestamp}:{}", &hex::encode(digest)[..24])
+    format!(
+        "fallback:{sender}:{timestamp}:{}",
+        &hex::encode(digest)[..24]
+    )
 }
 
 /// `34600000001@s.whatsapp.net` → `34600000001`; a bare number passes through.
@@ -133,7 +164,9 @@ fn jid_user(jid: &str) -> &str {
 }
 
 fn kind_of(content: &Value) -> MessageKind {
-    let Some(obj) = content.as_object() else { return MessageKind::Text };
+    let Some(obj) = content.as_object() else {
+        return MessageKind::Text;
+    };
     let known = [
         ("conversation", MessageKind::Text),
         ("extendedTextMessage", MessageKind::Text),
@@ -154,7 +187,11 @@ fn kind_of(content: &Value) -> MessageKind {
         .unwrap_or(MessageKind::Text)
 }
 
-fn parse_status(item: &Value, session: &PhoneNumberId, envelope_ts: Option<i64>) -> Option<StatusUpdate> {
+fn parse_status(
+    item: &Value,
+    session: &PhoneNumberId,
+    envelope_ts: Option<i64>,
+) -> Option<StatusUpdate> {
     let id = item.pointer("/key/id").and_then(id_string)?;
     let status = item.pointer("/update/status").and_then(|s| match s {
         Value::String(s) => Some(s.to_lowercase()),
@@ -169,13 +206,20 @@ fn parse_status(item: &Value, session: &PhoneNumberId, envelope_ts: Option<i64>)
         },
         _ => None,
     })?;
-    let status = if status == "error" { "failed".to_owned() } else { status };
+    let status = if status == "error" {
+        "failed".to_owned()
+    } else {
+        status
+    };
     Some(StatusUpdate {
         provider: Provider::Wasender,
         message_id: MessageId::parse(id).ok()?,
         status: DeliveryStatus::parse(&status),
         phone_number_id: session.clone(),
-        recipient_id: item.pointer("/key/remoteJid").and_then(Value::as_str).map(|j| jid_user(j).to_owned()),
+        recipient_id: item
+            .pointer("/key/remoteJid")
+            .and_then(Value::as_str)
+            .map(|j| jid_user(j).to_owned()),
         timestamp: envelope_ts.unwrap_or(0),
         callback_data: None,
         error_code: None,
@@ -196,8 +240,15 @@ mod tests {
     fn all_three_message_shapes_are_read() {
         let msg = json!({"key": {"id": "K1", "remoteJid": "34600000001@s.whatsapp.net", "fromMe": false},
                          "messageBody": "hi", "messageTimestamp": 1700000000});
-        for data in [json!({"messages": msg.clone()}), json!({"messages": [msg.clone()]}), msg.clone()] {
-            let n = parse_event(&body(json!({"event": "messages.received", "timestamp": 1, "data": data}))).unwrap();
+        for data in [
+            json!({"messages": msg.clone()}),
+            json!({"messages": [msg.clone()]}),
+            msg.clone(),
+        ] {
+            let n = parse_event(&body(
+                json!({"event": "messages.received", "timestamp": 1, "data": data}),
+            ))
+            .unwrap();
             assert_eq!(n.messages.len(), 1, "{n:?}");
             assert_eq!(n.messages[0].from.as_str(), "34600000001");
             assert_eq!(n.messages[0].text.as_deref(), Some("hi"));
@@ -211,7 +262,10 @@ mod tests {
             {"key": {"id": "B", "remoteJid": "99@lid", "senderPn": "34600000002@s.whatsapp.net"},
              "message": {"conversation": "yo"}, "messageTimestamp": "5"}
         ]});
-        let n = parse_event(&body(json!({"event": "messages.upsert", "data": data, "sessionId": "s1"}))).unwrap();
+        let n = parse_event(&body(
+            json!({"event": "messages.upsert", "data": data, "sessionId": "s1"}),
+        ))
+        .unwrap();
         assert_eq!(n.messages.len(), 1);
         assert_eq!(n.messages[0].from.as_str(), "34600000002");
         assert_eq!(n.messages[0].phone_number_id.as_str(), "s1");
@@ -221,7 +275,9 @@ mod tests {
     fn missing_id_falls_back_to_a_stable_key() {
         let ev = json!({"event": "messages.received", "timestamp": 7,
                         "data": {"key": {"remoteJid": "5@s.whatsapp.net"}, "messageBody": "same"}});
-        let a = parse_event(&body(ev.clone())).unwrap().messages[0].id.clone();
+        let a = parse_event(&body(ev.clone())).unwrap().messages[0]
+            .id
+            .clone();
         let b = parse_event(&body(ev)).unwrap().messages[0].id.clone();
         assert_eq!(a, b);
         assert!(a.as_str().starts_with("fallback:5:7:"));
@@ -229,7 +285,10 @@ mod tests {
 
     #[test]
     fn other_events_are_acknowledged_empty() {
-        let n = parse_event(&body(json!({"event": "session.status", "data": {"status": "CONNECTED"}}))).unwrap();
+        let n = parse_event(&body(
+            json!({"event": "session.status", "data": {"status": "CONNECTED"}}),
+        ))
+        .unwrap();
         assert!(n.is_empty());
         assert!(parse_event(b"{}").is_err());
     }

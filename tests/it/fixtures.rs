@@ -6,7 +6,10 @@ pub const PHONE_NUMBER_ID: &str = "106540352242922";
 pub const USER: &str = "34600000001";
 
 pub fn now_s() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 /// A notification with one change per `values` entry, all in one entry.
@@ -51,7 +54,9 @@ pub fn text(id: &str, words: &str) -> Value {
 
 /// One signed-ready body holding a single text message.
 pub fn text_notification(id: &str, words: &str) -> Vec<u8> {
-    notification(vec![messages_value(vec![text(id, words)])]).to_string().into_bytes()
+    notification(vec![messages_value(vec![text(id, words)])])
+        .to_string()
+        .into_bytes()
 }
 
 /// Every message type WHATSAPP.md §3 lists, plus an unknown future type: (id, expected type).
@@ -66,38 +71,159 @@ pub fn every_message_type() -> Vec<(Value, &'static str)> {
     };
     let mut all = vec![
         (text("wamid.T.text", "¿Tienen envío gratis? 😮"), "text"),
-        (message("wamid.T.image", "image", media(json!({"caption": "this one"}))), "image"),
-        (message("wamid.T.video", "video", media(json!({"caption": "clip"}))), "video"),
-        (message("wamid.T.document", "document", media(json!({"filename": "invoice.pdf", "caption": "invoice"}))), "document"),
-        (message("wamid.T.audio", "audio", media(json!({"voice": true}))), "audio"),
-        (message("wamid.T.sticker", "sticker", media(json!({"animated": false}))), "sticker"),
-        (message("wamid.T.location", "location",
-            json!({"latitude": 40.4168, "longitude": -3.7038, "name": "Sol", "address": "Puerta del Sol", "url": "https://x"})), "location"),
-        (message("wamid.T.contacts", "contacts", json!([{"name": {"formatted_name": "Bo", "first_name": "Bo"},
-            "phones": [{"phone": "+34 600 000 002", "wa_id": "34600000002", "type": "CELL"}]}])), "contacts"),
-        (message("wamid.T.button_reply", "interactive",
-            json!({"type": "button_reply", "button_reply": {"id": "yes", "title": "Yes"}})), "interactive"),
-        (message("wamid.T.list_reply", "interactive",
-            json!({"type": "list_reply", "list_reply": {"id": "r1", "title": "Row 1", "description": "d"}})), "interactive"),
-        (message("wamid.T.nfm_reply", "interactive",
-            json!({"type": "nfm_reply", "nfm_reply": {"name": "flow", "body": "Sent", "response_json": "{\"a\":1}"}})), "interactive"),
-        (message("wamid.T.button", "button", json!({"payload": "STOP_PROMO", "text": "Stop promotions"})), "button"),
-        (message("wamid.T.reaction", "reaction", json!({"message_id": "wamid.OUT.1", "emoji": "👍"})), "reaction"),
-        (message("wamid.T.reaction_removed", "reaction", json!({"message_id": "wamid.OUT.1", "emoji": ""})), "reaction"),
-        (message("wamid.T.order", "order", json!({"catalog_id": "c1", "text": "pls",
-            "product_items": [{"product_retailer_id": "sku1", "quantity": 2, "item_price": 9.5, "currency": "EUR"}]})), "order"),
-        (message("wamid.T.system_number", "system",
-            json!({"body": "User A changed from 1 to 2", "type": "user_changed_number", "wa_id": "34600000009"})), "system"),
-        (message("wamid.T.system_identity", "system",
-            json!({"body": "identity changed", "type": "customer_identity_changed", "identity": "abc"})), "system"),
-        (message("wamid.T.edit", "edit",
-            json!({"original_message_id": "wamid.T.text", "message": {"type": "text", "text": {"body": "edited"}}})), "edit"),
-        (message("wamid.T.revoke", "revoke", json!({"original_message_id": "wamid.T.image"})), "revoke"),
-        (message("wamid.T.request_welcome", "request_welcome", Value::Null), "request_welcome"),
-        (message("wamid.T.hologram", "hologram", json!({"beam": 3})), "hologram"),
+        (
+            message(
+                "wamid.T.image",
+                "image",
+                media(json!({"caption": "this one"})),
+            ),
+            "image",
+        ),
+        (
+            message("wamid.T.video", "video", media(json!({"caption": "clip"}))),
+            "video",
+        ),
+        (
+            message(
+                "wamid.T.document",
+                "document",
+                media(json!({"filename": "invoice.pdf", "caption": "invoice"})),
+            ),
+            "document",
+        ),
+        (
+            message("wamid.T.audio", "audio", media(json!({"voice": true}))),
+            "audio",
+        ),
+        (
+            message(
+                "wamid.T.sticker",
+                "sticker",
+                media(json!({"animated": false})),
+            ),
+            "sticker",
+        ),
+        (
+            message(
+                "wamid.T.location",
+                "location",
+                json!({"latitude": 40.4168, "longitude": -3.7038, "name": "Sol", "address": "Puerta del Sol", "url": "https://x"}),
+            ),
+            "location",
+        ),
+        (
+            message(
+                "wamid.T.contacts",
+                "contacts",
+                json!([{"name": {"formatted_name": "Bo", "first_name": "Bo"},
+            "phones": [{"phone": "+34 600 000 002", "wa_id": "34600000002", "type": "CELL"}]}]),
+            ),
+            "contacts",
+        ),
+        (
+            message(
+                "wamid.T.button_reply",
+                "interactive",
+                json!({"type": "button_reply", "button_reply": {"id": "yes", "title": "Yes"}}),
+            ),
+            "interactive",
+        ),
+        (
+            message(
+                "wamid.T.list_reply",
+                "interactive",
+                json!({"type": "list_reply", "list_reply": {"id": "r1", "title": "Row 1", "description": "d"}}),
+            ),
+            "interactive",
+        ),
+        (
+            message(
+                "wamid.T.nfm_reply",
+                "interactive",
+                json!({"type": "nfm_reply", "nfm_reply": {"name": "flow", "body": "Sent", "response_json": "{\"a\":1}"}}),
+            ),
+            "interactive",
+        ),
+        (
+            message(
+                "wamid.T.button",
+                "button",
+                json!({"payload": "STOP_PROMO", "text": "Stop promotions"}),
+            ),
+            "button",
+        ),
+        (
+            message(
+                "wamid.T.reaction",
+                "reaction",
+                json!({"message_id": "wamid.OUT.1", "emoji": "👍"}),
+            ),
+            "reaction",
+        ),
+        (
+            message(
+                "wamid.T.reaction_removed",
+                "reaction",
+                json!({"message_id": "wamid.OUT.1", "emoji": ""}),
+            ),
+            "reaction",
+        ),
+        (
+            message(
+                "wamid.T.order",
+                "order",
+                json!({"catalog_id": "c1", "text": "pls",
+            "product_items": [{"product_retailer_id": "sku1", "quantity": 2, "item_price": 9.5, "currency": "EUR"}]}),
+            ),
+            "order",
+        ),
+        (
+            message(
+                "wamid.T.system_number",
+                "system",
+                json!({"body": "User A changed from 1 to 2", "type": "user_changed_number", "wa_id": "34600000009"}),
+            ),
+            "system",
+        ),
+        (
+            message(
+                "wamid.T.system_identity",
+                "system",
+                json!({"body": "identity changed", "type": "customer_identity_changed", "identity": "abc"}),
+            ),
+            "system",
+        ),
+        (
+            message(
+                "wamid.T.edit",
+                "edit",
+                json!({"original_message_id": "wamid.T.text", "message": {"type": "text", "text": {"body": "edited"}}}),
+            ),
+            "edit",
+        ),
+        (
+            message(
+                "wamid.T.revoke",
+                "revoke",
+                json!({"original_message_id": "wamid.T.image"}),
+            ),
+            "revoke",
+        ),
+        (
+            message("wamid.T.request_welcome", "request_welcome", Value::Null),
+            "request_welcome",
+        ),
+        (
+            message("wamid.T.hologram", "hologram", json!({"beam": 3})),
+            "hologram",
+        ),
     ];
     // Unsupported: Meta sends `type: unsupported` with errors[], or a bare message with errors only.
-    let mut unsupported = message("wamid.T.unsupported", "unsupported", json!({"type": "poll"}));
+    let mut unsupported = message(
+        "wamid.T.unsupported",
+        "unsupported",
+        json!({"type": "poll"}),
+    );
     unsupported["errors"] = json!([{"code": 131051, "title": "Message type unknown",
         "message": "Message type unknown", "error_data": {"details": "Message type is currently not supported."}}]);
     all.push((unsupported, "unsupported"));

@@ -57,7 +57,9 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = test_config(dir.path());
     adjust(&mut config);
-    let app = App::build(config.clone(), Clock::system()).await.expect("app builds");
+    let app = App::build(config.clone(), Clock::system())
+        .await
+        .expect("app builds");
     let base = format!("http://{}", app.local_addr());
     let (store, ingestor) = (app.store().clone(), app.ingestor().clone());
     let shutdown = CancellationToken::new();
@@ -90,7 +92,10 @@ impl TestApp {
         self.ingestor = None;
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {
-            server.await.expect("server task").expect("server ran cleanly");
+            server
+                .await
+                .expect("server task")
+                .expect("server ran cleanly");
         }
         std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
@@ -102,7 +107,11 @@ impl TestApp {
         self.post_webhook_with(body, Some(&sig)).await
     }
 
-    pub async fn post_webhook_with(&self, body: Vec<u8>, signature_header: Option<&str>) -> reqwest::Response {
+    pub async fn post_webhook_with(
+        &self,
+        body: Vec<u8>,
+        signature_header: Option<&str>,
+    ) -> reqwest::Response {
         let mut req = self
             .client
             .post(format!("{}/webhook", self.base))
@@ -114,7 +123,11 @@ impl TestApp {
         req.send().await.expect("request sent")
     }
 
-    pub async fn post_wasender(&self, body: impl Into<Vec<u8>>, secret: Option<&str>) -> reqwest::Response {
+    pub async fn post_wasender(
+        &self,
+        body: impl Into<Vec<u8>>,
+        secret: Option<&str>,
+    ) -> reqwest::Response {
         let mut req = self
             .client
             .post(format!("{}/webhook/wasender", self.base))
@@ -129,14 +142,22 @@ impl TestApp {
     pub async fn handshake(&self, mode: &str, token: &str, challenge: &str) -> reqwest::Response {
         self.client
             .get(format!("{}/webhook", self.base))
-            .query(&[("hub.mode", mode), ("hub.verify_token", token), ("hub.challenge", challenge)])
+            .query(&[
+                ("hub.mode", mode),
+                ("hub.verify_token", token),
+                ("hub.challenge", challenge),
+            ])
             .send()
             .await
             .expect("request sent")
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(format!("{}{path}", self.base)).send().await.expect("request sent")
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request sent")
     }
 
     /// GET an admin route with the bearer token; returns status and JSON body.
@@ -178,7 +199,13 @@ impl TestApp {
     pub async fn metric(&self, series: &str) -> f64 {
         let text = self.get("/metrics").await.text().await.unwrap();
         text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+            .find_map(|line| {
+                line.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
             .unwrap_or(0.0)
     }
 }

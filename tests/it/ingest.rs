@@ -14,7 +14,12 @@ async fn handshake_echoes_the_challenge_only_for_the_right_token() {
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.text().await.unwrap(), "1158201444");
     assert_eq!(app.handshake("subscribe", "wrong", "x").await.status(), 403);
-    assert_eq!(app.handshake("unsubscribe", VERIFY_TOKEN, "x").await.status(), 403);
+    assert_eq!(
+        app.handshake("unsubscribe", VERIFY_TOKEN, "x")
+            .await
+            .status(),
+        403
+    );
     assert_eq!(app.get("/webhook").await.status(), 403);
 }
 
@@ -22,23 +27,35 @@ async fn handshake_echoes_the_challenge_only_for_the_right_token() {
 async fn every_message_type_is_stored_with_its_type() {
     let app = spawn_app().await;
     let all = every_message_type();
-    let body = notification(vec![messages_value(all.iter().map(|(m, _)| m.clone()).collect())]);
+    let body = notification(vec![messages_value(
+        all.iter().map(|(m, _)| m.clone()).collect(),
+    )]);
     assert_eq!(app.post_webhook(body.to_string()).await.status(), 200);
 
     for (m, kind) in &all {
         let id = m["id"].as_str().unwrap();
-        let stored = app.message(id).await.unwrap_or_else(|| panic!("{id} not stored"));
+        let stored = app
+            .message(id)
+            .await
+            .unwrap_or_else(|| panic!("{id} not stored"));
         assert_eq!(stored["type"], *kind, "{id}");
         assert_eq!(stored["outcome"], "pending");
         assert_eq!(stored["reason"], Value::Null);
         assert_eq!(stored["provider"], "cloud");
         assert_eq!(stored["phone_number_id"], PHONE_NUMBER_ID);
     }
-    assert_eq!(app.message("wamid.T.system_userid").await.unwrap()["from"], "US.13491208655302741918");
+    assert_eq!(
+        app.message("wamid.T.system_userid").await.unwrap()["from"],
+        "US.13491208655302741918"
+    );
     let summary = app.summary().await;
     assert_eq!(summary["inbound"], all.len());
     assert_eq!(summary["outcomes"]["pending"], all.len());
-    assert_eq!(summary["queue"]["total"], all.len(), "one reply job per inbound message");
+    assert_eq!(
+        summary["queue"]["total"],
+        all.len(),
+        "one reply job per inbound message"
+    );
     assert!(app.dead_letters().await.is_empty());
 }
 
@@ -51,11 +68,17 @@ async fn every_status_is_stored_once_per_id_and_status() {
     // The same statuses again (Meta retries) add nothing; a new status for the id does.
     assert_eq!(app.post_webhook(body).await.status(), 200);
     assert_eq!(app.metric("replyd_statuses_total").await, 7.0);
-    let more = notification(vec![statuses_value(vec![json!({"id": "wamid.OUT.2", "status": "sent",
-        "timestamp": now_s().to_string(), "recipient_id": USER})])]);
+    let more = notification(vec![statuses_value(vec![
+        json!({"id": "wamid.OUT.2", "status": "sent",
+        "timestamp": now_s().to_string(), "recipient_id": USER}),
+    ])]);
     app.post_webhook(more.to_string()).await;
     assert_eq!(app.metric("replyd_statuses_total").await, 8.0);
-    assert_eq!(app.summary().await["inbound"], 0, "statuses are not inbound messages");
+    assert_eq!(
+        app.summary().await["inbound"],
+        0,
+        "statuses are not inbound messages"
+    );
 }
 
 #[tokio::test]
@@ -79,10 +102,18 @@ async fn multi_entry_multi_change_payload_is_read_whole() {
     for id in ["wamid.M.1", "wamid.M.2", "wamid.M.3"] {
         assert!(app.message(id).await.is_some(), "{id}");
     }
-    assert_eq!(app.message("wamid.M.3").await.unwrap()["phone_number_id"], "222");
+    assert_eq!(
+        app.message("wamid.M.3").await.unwrap()["phone_number_id"],
+        "222"
+    );
     assert_eq!(app.summary().await["inbound"], 3);
     assert_eq!(app.metric("replyd_statuses_total").await, 1.0);
-    let zoe = app.store.contact("222", "447700900001").await.unwrap().unwrap();
+    let zoe = app
+        .store
+        .contact("222", "447700900001")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(zoe.display_name.as_deref(), Some("Zoe"));
 }
 
@@ -117,11 +148,18 @@ async fn fifty_concurrent_redeliveries_make_one_row_and_one_job() {
 #[tokio::test]
 async fn a_retry_with_a_different_batch_composition_still_dedups() {
     let app = spawn_app().await;
-    app.post_webhook(notification(vec![messages_value(vec![text("wamid.B.1", "x")])]).to_string()).await;
-    let regrouped = notification(vec![messages_value(vec![text("wamid.B.2", "y"), text("wamid.B.1", "x")])]);
+    app.post_webhook(notification(vec![messages_value(vec![text("wamid.B.1", "x")])]).to_string())
+        .await;
+    let regrouped = notification(vec![messages_value(vec![
+        text("wamid.B.2", "y"),
+        text("wamid.B.1", "x"),
+    ])]);
     app.post_webhook(regrouped.to_string()).await;
     let summary = app.summary().await;
-    assert_eq!((summary["inbound"].as_u64(), summary["duplicates"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(
+        (summary["inbound"].as_u64(), summary["duplicates"].as_u64()),
+        (Some(2), Some(1))
+    );
 }
 
 #[tokio::test]
@@ -134,7 +172,12 @@ async fn window_anchor_keeps_the_newest_payload_timestamp_whatever_the_arrival_o
     };
     app.post_webhook(at("wamid.W.new", 1_700_000_500)).await;
     app.post_webhook(at("wamid.W.old", 1_700_000_100)).await;
-    let contact = app.store.contact(PHONE_NUMBER_ID, USER).await.unwrap().unwrap();
+    let contact = app
+        .store
+        .contact(PHONE_NUMBER_ID, USER)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(contact.last_inbound_ts, Some(1_700_000_500));
     assert_eq!(contact.display_name.as_deref(), Some("Ana Pérez"));
 }
@@ -144,23 +187,51 @@ async fn forged_missing_or_tampered_signatures_are_refused_and_store_nothing() {
     let app = spawn_app().await;
     let body = text_notification("wamid.F.1", "forged");
     let forged = replyd::whatsapp::signature::sign(b"not-the-secret", &body);
-    assert_eq!(app.post_webhook_with(body.clone(), Some(&forged)).await.status(), 401);
-    assert_eq!(app.post_webhook_with(body.clone(), None).await.status(), 401);
-    assert_eq!(app.post_webhook_with(body.clone(), Some("sha256=nothex")).await.status(), 401);
+    assert_eq!(
+        app.post_webhook_with(body.clone(), Some(&forged))
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.post_webhook_with(body.clone(), None).await.status(),
+        401
+    );
+    assert_eq!(
+        app.post_webhook_with(body.clone(), Some("sha256=nothex"))
+            .await
+            .status(),
+        401
+    );
 
     // Signed with the right secret, then one byte changed in transit.
     let good = replyd::whatsapp::signature::sign(APP_SECRET.as_bytes(), &body);
     let mut tampered = body.clone();
     let pos = tampered.iter().position(|b| *b == b'f').unwrap();
     tampered[pos] = b'g';
-    assert_eq!(app.post_webhook_with(tampered, Some(&good)).await.status(), 401);
+    assert_eq!(
+        app.post_webhook_with(tampered, Some(&good)).await.status(),
+        401
+    );
 
     let summary = app.summary().await;
     assert_eq!(summary["inbound"], 0);
     assert_eq!(summary["dead_letters"], 0);
-    assert_eq!(app.metric(r#"replyd_webhooks_rejected_total{reason="signature_mismatch"}"#).await, 2.0);
-    assert_eq!(app.metric(r#"replyd_webhooks_rejected_total{reason="signature_missing"}"#).await, 1.0);
-    assert_eq!(app.metric(r#"replyd_webhooks_rejected_total{reason="signature_malformed"}"#).await, 1.0);
+    assert_eq!(
+        app.metric(r#"replyd_webhooks_rejected_total{reason="signature_mismatch"}"#)
+            .await,
+        2.0
+    );
+    assert_eq!(
+        app.metric(r#"replyd_webhooks_rejected_total{reason="signature_missing"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        app.metric(r#"replyd_webhooks_rejected_total{reason="signature_malformed"}"#)
+            .await,
+        1.0
+    );
 }
 
 #[tokio::test]
@@ -191,13 +262,33 @@ async fn authentic_malformed_payloads_become_dead_letters_with_the_raw_body() {
 
     let letters = app.dead_letters().await;
     assert_eq!(letters.len(), 3, "{letters:#?}");
-    let by_error = |e: &str| letters.iter().find(|l| l["error"] == e).cloned().unwrap_or_else(|| panic!("{e}"));
-    assert_eq!(by_error("malformed_json")["raw"], String::from_utf8(not_json).unwrap());
+    let by_error = |e: &str| {
+        letters
+            .iter()
+            .find(|l| l["error"] == e)
+            .cloned()
+            .unwrap_or_else(|| panic!("{e}"))
+    };
+    assert_eq!(
+        by_error("malformed_json")["raw"],
+        String::from_utf8(not_json).unwrap()
+    );
     assert_eq!(by_error("malformed_schema")["raw"], wrong_shape);
-    assert!(by_error("malformed_item")["raw"].as_str().unwrap().contains("no id"));
+    assert!(
+        by_error("malformed_item")["raw"]
+            .as_str()
+            .unwrap()
+            .contains("no id")
+    );
     assert!(app.message("wamid.X.ok").await.is_some());
     let summary = app.summary().await;
-    assert_eq!((summary["inbound"].as_u64(), summary["dead_letters"].as_u64()), (Some(1), Some(3)));
+    assert_eq!(
+        (
+            summary["inbound"].as_u64(),
+            summary["dead_letters"].as_u64()
+        ),
+        (Some(1), Some(3))
+    );
 }
 
 #[tokio::test]
@@ -208,15 +299,25 @@ async fn oversized_body_gets_413_and_stores_nothing() {
     let response = app.post_webhook(big).await;
     assert_eq!(response.status(), 413);
     assert_eq!(app.summary().await["inbound"], 0);
-    assert_eq!(app.metric(r#"replyd_webhooks_rejected_total{reason="body_too_large"}"#).await, 1.0);
+    assert_eq!(
+        app.metric(r#"replyd_webhooks_rejected_total{reason="body_too_large"}"#)
+            .await,
+        1.0
+    );
 }
 
 #[tokio::test]
 async fn default_limit_takes_a_3_mb_payload() {
     let app = spawn_app().await;
-    let messages: Vec<Value> = (0..1000).map(|i| text(&format!("wamid.L.{i}"), &"y".repeat(2900))).collect();
+    let messages: Vec<Value> = (0..1000)
+        .map(|i| text(&format!("wamid.L.{i}"), &"y".repeat(2900)))
+        .collect();
     let body = notification(vec![messages_value(messages)]).to_string();
-    assert!(body.len() > 2_900_000 && body.len() < 4 * 1024 * 1024, "{}", body.len());
+    assert!(
+        body.len() > 2_900_000 && body.len() < 4 * 1024 * 1024,
+        "{}",
+        body.len()
+    );
     assert_eq!(app.post_webhook(body).await.status(), 200);
     assert_eq!(app.summary().await["inbound"], 1000);
 }
@@ -227,10 +328,28 @@ async fn wasender_events_map_onto_the_same_inbound_model() {
     let event = json!({"event": "messages.received", "timestamp": now_s(), "sessionId": "sess-1",
         "data": {"messages": {"key": {"id": "3EB0A1", "remoteJid": "34600000003@s.whatsapp.net", "fromMe": false},
                               "messageBody": "hola", "pushName": "Eva", "messageTimestamp": now_s()}}});
-    assert_eq!(app.post_wasender(event.to_string(), Some(WASENDER_SECRET)).await.status(), 200);
-    assert_eq!(app.post_wasender(event.to_string(), Some(WASENDER_SECRET)).await.status(), 200);
-    assert_eq!(app.post_wasender(event.to_string(), Some("wrong")).await.status(), 401);
-    assert_eq!(app.post_wasender(event.to_string(), None).await.status(), 401);
+    assert_eq!(
+        app.post_wasender(event.to_string(), Some(WASENDER_SECRET))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.post_wasender(event.to_string(), Some(WASENDER_SECRET))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.post_wasender(event.to_string(), Some("wrong"))
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.post_wasender(event.to_string(), None).await.status(),
+        401
+    );
     let stored = app.message("3EB0A1").await.unwrap();
     assert_eq!(stored["provider"], "wasender");
     assert_eq!(stored["from"], "34600000003");
@@ -240,11 +359,19 @@ async fn wasender_events_map_onto_the_same_inbound_model() {
         "data": {"messages": [{"key": {"remoteJid": "34600000004@s.whatsapp.net"}, "messageBody": "sin id"},
                               {"key": {"id": "MINE", "remoteJid": "34600000004@s.whatsapp.net", "fromMe": true},
                                "messageBody": "our own"}]}});
-    app.post_wasender(no_id.to_string(), Some(WASENDER_SECRET)).await;
-    app.post_wasender(no_id.to_string(), Some(WASENDER_SECRET)).await;
-    assert!(app.message("MINE").await.is_none(), "our own messages are not inbound");
+    app.post_wasender(no_id.to_string(), Some(WASENDER_SECRET))
+        .await;
+    app.post_wasender(no_id.to_string(), Some(WASENDER_SECRET))
+        .await;
+    assert!(
+        app.message("MINE").await.is_none(),
+        "our own messages are not inbound"
+    );
     let summary = app.summary().await;
-    assert_eq!((summary["inbound"].as_u64(), summary["duplicates"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(
+        (summary["inbound"].as_u64(), summary["duplicates"].as_u64()),
+        (Some(2), Some(2))
+    );
 }
 
 #[tokio::test]
@@ -276,7 +403,11 @@ async fn health_readiness_and_metrics_answer() {
 #[tokio::test]
 async fn admin_routes_need_the_bearer_token() {
     let app = spawn_app().await;
-    for path in ["/api/v1/summary", "/api/v1/dead-letters", "/api/v1/messages/wamid.x"] {
+    for path in [
+        "/api/v1/summary",
+        "/api/v1/dead-letters",
+        "/api/v1/messages/wamid.x",
+    ] {
         assert_eq!(app.get(path).await.status(), 401, "{path}");
         let wrong = app
             .client

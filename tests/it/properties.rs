@@ -19,10 +19,18 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             prop::collection::btree_map(
                 prop_oneof![
-                    Just("object".to_owned()), Just("entry".to_owned()), Just("changes".to_owned()),
-                    Just("value".to_owned()), Just("messages".to_owned()), Just("statuses".to_owned()),
-                    Just("id".to_owned()), Just("from".to_owned()), Just("timestamp".to_owned()),
-                    Just("type".to_owned()), Just("metadata".to_owned()), Just("phone_number_id".to_owned()),
+                    Just("object".to_owned()),
+                    Just("entry".to_owned()),
+                    Just("changes".to_owned()),
+                    Just("value".to_owned()),
+                    Just("messages".to_owned()),
+                    Just("statuses".to_owned()),
+                    Just("id".to_owned()),
+                    Just("from".to_owned()),
+                    Just("timestamp".to_owned()),
+                    Just("type".to_owned()),
+                    Just("metadata".to_owned()),
+                    Just("phone_number_id".to_owned()),
                     "[a-z_]{1,8}"
                 ],
                 inner,
@@ -48,7 +56,11 @@ fn notification_like() -> impl Strategy<Value = Value> {
 fn signed_arbitrary_bytes_and_json_never_get_a_server_error() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let app = rt.block_on(spawn_app());
-    let config = ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() };
+    let config = ProptestConfig {
+        cases: 48,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
     proptest!(config, |(bytes in prop::collection::vec(any::<u8>(), 0..1024))| {
         let status = rt.block_on(app.post_webhook(bytes)).status();
         prop_assert_eq!(status, 200);
