@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use std::time::Duration;
+
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -15,11 +18,14 @@ use crate::http::{self, AppState};
 use crate::ingest::{GroupCommitWriter, Ingestor, Spool};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreOptions};
+use crate::worker::sender::Sender;
+use crate::worker::{Responders, Worker, WorkerSettings};
 
 pub struct App {
     listener: TcpListener,
     state: AppState,
     writer_task: JoinHandle<()>,
+    worker: Worker,
 }
 
 /// The store plus the ingest path, without an HTTP server: what `serve` and the offline
@@ -29,6 +35,8 @@ pub struct Core {
     pub ingestor: Ingestor,
     pub metrics: Arc<Metrics>,
     pub writer_task: JoinHandle<()>,
+    /// Rung when reply jobs become due (new messages, replays, resumed numbers).
+    pub jobs_ready: Arc<Notify>,
 }
 
 impl Core {
@@ -41,11 +49,13 @@ impl Core {
             .with_context(|| format!("opening the store at {}", config.database_url))?;
         store.migrate().await.context("migrating the store")?;
         let metrics = Arc::new(Metrics::new());
+        let jobs_ready = Arc::new(Notify::new());
         let (writer, writer_task) = GroupCommitWriter::spawn(
             store.clone(),
             clock,
             metrics.clone(),
             config.group_commit_max,
+            jobs_ready.clone(),
         );
         let spool = Spool::open(&config.spool_dir)
             .with_context(|| format!("opening the spool at {}", config.spool_dir.display()))?;
@@ -55,13 +65,33 @@ impl Core {
             ingestor,
             metrics,
             writer_task,
+            jobs_ready,
         })
     }
 }
 
 impl App {
     pub async fn build(config: Config, clock: Clock) -> anyhow::Result<Self> {
-        let core = Core::open(&config, clock).await?;
+        let responders = Responders::from_config(&config).context("loading the responders")?;
+        Self::build_with(config, clock, responders).await
+    }
+
+    /// Like [`App::build`], with the responders given (an embedded Rust responder, tests).
+    pub async fn build_with(
+        config: Config,
+        clock: Clock,
+        responders: Responders,
+    ) -> anyhow::Result<Self> {
+        let core = Core::open(&config, clock.clone()).await?;
+        let worker = Worker::new(
+            core.store.clone(),
+            clock.clone(),
+            core.metrics.clone(),
+            WorkerSettings::from_config(&config),
+            Sender::from_config(&config),
+            responders,
+            core.jobs_ready.clone(),
+        );
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -71,11 +101,14 @@ impl App {
             store: core.store,
             ingestor: core.ingestor,
             metrics: core.metrics,
+            clock: clock.clone(),
+            jobs_ready: core.jobs_ready,
         };
         Ok(Self {
             listener,
             state,
             writer_task: core.writer_task,
+            worker,
         })
     }
 
@@ -93,13 +126,30 @@ impl App {
         &self.state.ingestor
     }
 
+    pub fn worker(&self) -> &Worker {
+        &self.worker
+    }
+
     /// Serves until `shutdown` fires, then finishes in-flight requests and pending writes.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let Self {
             listener,
             state,
             writer_task,
+            worker,
         } = self;
+        let maintenance_every = maintenance_interval(&state.config);
+        let maintenance = tokio::spawn(
+            worker
+                .clone()
+                .run_maintenance(maintenance_every, shutdown.clone()),
+        );
+        let drain = state.config.job_lease.min(Duration::from_secs(10));
+        let workers = if state.config.worker_enabled {
+            tokio::spawn(worker.run(shutdown.clone(), drain))
+        } else {
+            tokio::spawn(async {})
+        };
         let replayer = tokio::spawn(
             state
                 .ingestor
@@ -114,11 +164,22 @@ impl App {
             .context("serving HTTP")?;
         shutdown.cancel();
         replayer.await.ok();
+        workers.await.ok();
+        maintenance.await.ok();
         // The router (and with it every writer handle) is gone: the writer drains and stops.
         writer_task.await.ok();
         tracing::info!("replyd stopped");
         Ok(())
     }
+}
+
+/// Often enough to probe paused numbers and settle ambiguous sends on time, never busy.
+fn maintenance_interval(config: &Config) -> Duration {
+    let quarter_quiet = config.ambiguous_quiet_period / 4;
+    config
+        .halt_probe_interval
+        .min(quarter_quiet)
+        .clamp(Duration::from_millis(100), Duration::from_secs(10))
 }
 
 fn announce(config: &Config) {

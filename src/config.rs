@@ -10,6 +10,7 @@ use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
+use crate::worker::responder::ResponderConfig;
 
 pub const DEFAULT_CONFIG_FILE: &str = "replyd.toml";
 
@@ -52,6 +53,52 @@ pub struct Config {
     pub ingest_timeout: Duration,
     /// Most webhook deliveries written in one group-commit transaction.
     pub group_commit_max: usize,
+    /// Run the reply workers in this process (`false` for an ingest-only process).
+    pub worker_enabled: bool,
+    /// Reply jobs processed at once (different conversations; one conversation is always in order).
+    pub worker_concurrency: usize,
+    /// How long a leased job is a worker's before it returns to the queue (a killed worker's jobs come back).
+    #[serde(with = "humantime_serde")]
+    pub job_lease: Duration,
+    /// Attempts per reply, the first included, before the message is dead-lettered.
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub retry_base: Duration,
+    #[serde(with = "humantime_serde")]
+    pub retry_cap: Duration,
+    /// Sends per second per business number (Meta's default throughput is 80/s).
+    pub send_rate_per_second: u32,
+    /// Per recipient: at most `pair_burst` replies at once, then one per `pair_interval`
+    /// (Meta's pair rate limit is about one message per 6 s to the same user).
+    #[serde(with = "humantime_serde")]
+    pub pair_interval: Duration,
+    pub pair_burst: u32,
+    /// Cloud API request timeout; a send that times out is ambiguous, never blindly resent.
+    #[serde(with = "humantime_serde")]
+    pub send_timeout: Duration,
+    /// An ambiguous send with no status webhook after this long becomes the dead letter `ambiguous_send`.
+    #[serde(with = "humantime_serde")]
+    pub ambiguous_quiet_period: Duration,
+    /// How often a number paused by a halt-class error is probed.
+    #[serde(with = "humantime_serde")]
+    pub halt_probe_interval: Duration,
+    /// The responder of numbers not listed in `numbers`.
+    pub responder: ResponderConfig,
+    /// Business numbers with their own token, responder or rate.
+    pub numbers: Vec<NumberConfig>,
+}
+
+/// Settings of one business number (`[[numbers]]` in replyd.toml).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NumberConfig {
+    pub phone_number_id: String,
+    #[serde(default)]
+    pub access_token: Option<Secret>,
+    #[serde(default)]
+    pub responder: Option<ResponderConfig>,
+    #[serde(default)]
+    pub send_rate_per_second: Option<u32>,
 }
 
 impl Default for Config {
@@ -74,6 +121,20 @@ impl Default for Config {
             store_busy_timeout: Duration::from_secs(2),
             ingest_timeout: Duration::from_secs(3),
             group_commit_max: 256,
+            worker_enabled: true,
+            worker_concurrency: 32,
+            job_lease: Duration::from_secs(60),
+            max_attempts: 7,
+            retry_base: Duration::from_secs(1),
+            retry_cap: Duration::from_secs(5 * 60),
+            send_rate_per_second: 80,
+            pair_interval: Duration::from_secs(6),
+            pair_burst: 10,
+            send_timeout: Duration::from_secs(10),
+            ambiguous_quiet_period: Duration::from_secs(10 * 60),
+            halt_probe_interval: Duration::from_secs(60),
+            responder: ResponderConfig::default(),
+            numbers: Vec::new(),
         }
     }
 }
@@ -102,9 +163,21 @@ impl Config {
             .map_err(|e| ConfigError(Box::new(e)))
     }
 
-    /// No access token: replies are recorded and shown, never sent.
+    /// No access token anywhere: replies are recorded and shown, never sent.
     pub fn sandbox(&self) -> bool {
         self.access_token.expose().is_empty()
+            && self.numbers.iter().all(|n| {
+                n.access_token
+                    .as_ref()
+                    .is_none_or(|t| t.expose().is_empty())
+            })
+    }
+
+    /// The settings of a business number (its own, or the defaults).
+    pub fn number(&self, phone_number_id: &str) -> Option<&NumberConfig> {
+        self.numbers
+            .iter()
+            .find(|n| n.phone_number_id == phone_number_id)
     }
 }
 
@@ -143,6 +216,40 @@ mod tests {
             assert_eq!(c.app_secret.expose(), "0123", "secrets stay strings");
             assert_eq!(c.max_body_bytes, 1000);
             assert!(c.sandbox());
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment::Jail fixes the closure's error type"
+    )]
+    fn business_numbers_with_their_own_token_and_responder() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "numbers.toml",
+                r#"
+                [[numbers]]
+                phone_number_id = "111"
+                access_token = "tok-111"
+                send_rate_per_second = 20
+                responder = { kind = "http", url = "http://127.0.0.1:9/bot", secret = "s" }
+
+                [[numbers]]
+                phone_number_id = "222"
+                "#,
+            )?;
+            let c = Config::load(Some(Path::new("numbers.toml"))).expect("loads");
+            assert_eq!(c.numbers.len(), 2);
+            let first = c.number("111").unwrap();
+            assert_eq!(first.access_token.as_ref().unwrap().expose(), "tok-111");
+            assert_eq!(first.send_rate_per_second, Some(20));
+            assert!(matches!(
+                first.responder,
+                Some(ResponderConfig::Http { .. })
+            ));
+            assert!(!c.sandbox());
             Ok(())
         });
     }

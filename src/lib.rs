@@ -12,3 +12,4 @@ pub mod secret;
 pub mod store;
 pub mod tools;
 pub mod whatsapp;
+pub mod worker;

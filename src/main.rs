@@ -10,6 +10,8 @@ use tracing_subscriber::EnvFilter;
 use replyd::app::{App, Core};
 use replyd::clock::Clock;
 use replyd::config::Config;
+use replyd::domain::Provider;
+use replyd::store::DeadLetterAction;
 use replyd::tools::simulate;
 
 #[derive(Debug, Parser)]
@@ -39,6 +41,24 @@ enum Command {
     },
     /// Send signed, realistic webhook traffic to a URL and print a summary.
     Simulate(simulate::SimulateArgs),
+    /// The dead-letter queue: messages that could not be answered, payloads that could not be read.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// List open dead letters, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Send a dead-lettered message back through the gates (once the cause is fixed).
+    Replay { id: i64 },
+    /// Close a dead letter without replaying it.
+    Discard { id: i64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Spool {
             command: SpoolCommand::Replay,
         } => spool_replay(load(&cli.config)?).await,
+        Command::Dlq { command } => dlq(load(&cli.config)?, command).await,
         Command::Simulate(args) => {
             let json = args.json;
             let summary = simulate::run(args).await?;
@@ -108,6 +129,69 @@ async fn spool_replay(config: Config) -> anyhow::Result<()> {
         report.duplicate_messages,
         report.torn_bytes
     );
+    Ok(())
+}
+
+async fn dlq(config: Config, command: DlqCommand) -> anyhow::Result<()> {
+    let core = Core::open(&config, Clock::system()).await?;
+    match command {
+        DlqCommand::List { limit } => {
+            let letters = core.store.dead_letters(limit).await?;
+            println!(
+                "{:>6}  {:<8}  {:<28}  {:>8}  {:<24}  detail",
+                "id", "kind", "error", "attempts", "message"
+            );
+            for l in &letters {
+                let detail: String = l.detail.as_deref().unwrap_or("").chars().take(60).collect();
+                println!(
+                    "{:>6}  {:<8}  {:<28}  {:>8}  {:<24}  {detail}",
+                    l.id,
+                    l.kind,
+                    l.error,
+                    l.attempts,
+                    l.message_id.as_deref().unwrap_or("-")
+                );
+            }
+            println!("{} open dead letter(s)", letters.len());
+        }
+        DlqCommand::Replay { id } => match core
+            .store
+            .replay_dead_letter(id, Clock::system().now_ms())
+            .await?
+        {
+            DeadLetterAction::Replayed => {
+                println!("dead letter {id} replayed: the message is queued again")
+            }
+            DeadLetterAction::ReingestPayload => {
+                let letter = core
+                    .store
+                    .dead_letter(id)
+                    .await?
+                    .context("dead letter vanished")?;
+                let provider = Provider::parse(&letter.provider).unwrap_or(Provider::Cloud);
+                let raw = letter.raw.unwrap_or_default().into_bytes();
+                let unit = replyd::ingest::parse(provider, &raw);
+                if let Some(bad) = unit.undecodable {
+                    anyhow::bail!(
+                        "dead letter {id}: the payload still does not parse: {}",
+                        bad.error
+                    );
+                }
+                core.ingestor.accept(provider, raw.into()).await?;
+                core.store.mark_dead_letter_replayed(id).await?;
+                println!("dead letter {id} replayed: the payload was ingested");
+            }
+            DeadLetterAction::NotFound => anyhow::bail!("no dead letter {id}"),
+            DeadLetterAction::NotOpen | DeadLetterAction::Discarded => {
+                anyhow::bail!("dead letter {id} is not open")
+            }
+        },
+        DlqCommand::Discard { id } => match core.store.discard_dead_letter(id).await? {
+            DeadLetterAction::Discarded => println!("dead letter {id} discarded"),
+            DeadLetterAction::NotFound => anyhow::bail!("no dead letter {id}"),
+            _ => anyhow::bail!("dead letter {id} is not open"),
+        },
+    }
     Ok(())
 }
 

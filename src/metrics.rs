@@ -26,8 +26,18 @@ pub struct Metrics {
     pub ingest_latency: Histogram,
     /// Deliveries per group-commit transaction.
     pub group_commit_size: Histogram,
+    pub replies_sent: Counter,
+    /// Messages deliberately left unanswered, by reason.
+    pub replies_silenced: Family<Labels, Counter>,
+    /// Failed sends, by class (retryable, permanent, halt, ambiguous).
+    pub send_failures: Family<Labels, Counter>,
+    /// Numbers whose sends were paused by a halt-class error (each pause counts once).
+    pub sends_halted: Counter,
+    /// Seconds from a message's arrival to its reply being accepted by the Cloud API.
+    pub reply_latency: Histogram,
     /// Set at scrape time.
     pub queue_depth: Gauge,
+    pub held_numbers: Gauge,
     pub spool_pending_bytes: Gauge,
 }
 
@@ -45,7 +55,13 @@ impl Metrics {
             spool_replayed: Counter::default(),
             ingest_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             group_commit_size: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            replies_sent: Counter::default(),
+            replies_silenced: Family::default(),
+            send_failures: Family::default(),
+            sends_halted: Counter::default(),
+            reply_latency: Histogram::new(exponential_buckets(0.001, 2.0, 20)),
             queue_depth: Gauge::default(),
+            held_numbers: Gauge::default(),
             spool_pending_bytes: Gauge::default(),
             registry: Registry::default(),
         };
@@ -100,6 +116,36 @@ impl Metrics {
             m.group_commit_size.clone(),
         );
         registry.register("queue_depth", "Reply jobs waiting", m.queue_depth.clone());
+        registry.register(
+            "replies_sent",
+            "Replies accepted by the Cloud API (or recorded in sandbox)",
+            m.replies_sent.clone(),
+        );
+        registry.register(
+            "replies_silenced",
+            "Messages left unanswered on purpose, by reason",
+            m.replies_silenced.clone(),
+        );
+        registry.register(
+            "send_failures",
+            "Failed sends, by class",
+            m.send_failures.clone(),
+        );
+        registry.register(
+            "sends_halted",
+            "Pauses of a number's sends after a halt-class error",
+            m.sends_halted.clone(),
+        );
+        registry.register(
+            "reply_latency_seconds",
+            "Message arrival to reply accepted",
+            m.reply_latency.clone(),
+        );
+        registry.register(
+            "held_numbers",
+            "Business numbers whose sends are paused",
+            m.held_numbers.clone(),
+        );
         registry.register(
             "spool_pending_bytes",
             "Bytes waiting in the spool",

@@ -22,12 +22,14 @@ CREATE TABLE inbound_messages (
 -- Only what still awaits an outcome: the reconcile sweep reads this, never the whole history.
 CREATE INDEX inbound_pending ON inbound_messages (payload_ts) WHERE outcome IS NULL;
 
--- Reply jobs: written in the same transaction as their inbound message.
+-- Reply jobs: the live queue, one row per inbound message awaiting its reply, written in the
+-- same transaction as the message and deleted once the message has its outcome. Kept small, so
+-- its per-conversation index stays cheap to maintain.
 CREATE TABLE jobs (
-    id              INTEGER PRIMARY KEY,
-    inbound_id      INTEGER NOT NULL REFERENCES inbound_messages (id),
+    inbound_id      INTEGER PRIMARY KEY REFERENCES inbound_messages (id),
     phone_number_id TEXT    NOT NULL,
     wa_id           TEXT    NOT NULL,
+    payload_ts      INTEGER NOT NULL,
     state           TEXT    NOT NULL DEFAULT 'available',
     attempts        INTEGER NOT NULL DEFAULT 0,
     run_at_ms       INTEGER NOT NULL,
@@ -35,8 +37,11 @@ CREATE TABLE jobs (
     last_error      TEXT,
     created_at_ms   INTEGER NOT NULL
 );
-CREATE INDEX jobs_ready ON jobs (state, run_at_ms);
-CREATE INDEX jobs_by_inbound ON jobs (inbound_id);
+-- Head of each conversation's queue: a job is leased only when no earlier one of its
+-- conversation is waiting or leased (one conversation in order, one message at a time).
+CREATE INDEX jobs_by_conversation ON jobs (phone_number_id, wa_id, payload_ts, inbound_id);
+CREATE INDEX jobs_due ON jobs (run_at_ms) WHERE state = 'available';
+CREATE INDEX jobs_leased ON jobs (lease_until_ms) WHERE state = 'leased';
 
 -- Status webhooks for our outbound messages, one row per (message id, status).
 CREATE TABLE statuses (

@@ -11,3 +11,17 @@ pub use inbound::{
 pub mod outcome;
 
 pub use outcome::{Outcome, SilenceReason};
+pub mod gates;
+pub mod retry;
+
+pub use gates::{ConversationMode, GateSnapshot, LedgerState, SweepFacts, Verdict};
+
+/// The `biz_opaque_callback_data` replyd puts on a send: it ties status webhooks to the ledger.
+pub fn callback_for_ledger(ledger_id: i64) -> String {
+    format!("replyd:{ledger_id}")
+}
+
+/// The ledger id in callback data replyd wrote; `None` for anyone else's.
+pub fn ledger_id_from_callback(callback: &str) -> Option<i64> {
+    callback.strip_prefix("replyd:")?.parse().ok()
+}

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::store::{MessageRecord, Summary};
+use crate::domain::{ConversationMode, PhoneNumberId, Provider, WaId};
+use crate::store::{DeadLetterAction, MessageRecord, Summary};
 
 /// Refuses any request without `Authorization: Bearer <admin token>`.
 pub async fn require_admin(
@@ -53,7 +54,12 @@ fn message_json(m: &MessageRecord) -> Value {
         "timestamp": m.timestamp,
         "outcome": m.outcome.as_ref().map_or("pending", |o| o.kind()),
         "reason": m.outcome.as_ref().and_then(|o| o.reason()),
-        "reply": Value::Null,
+        "reply": m.reply.as_ref().map(|r| json!({
+            "ledger_id": r.ledger_id,
+            "state": r.state.as_str(),
+            "outbound_id": r.outbound_id,
+            "attempts": r.attempts,
+        })),
     })
 }
 
@@ -79,8 +85,7 @@ fn summary_json(s: &Summary) -> Value {
             "dead": s.dead,
         },
         "duplicate_ratio": if deliveries == 0 { 0.0 } else { s.duplicates as f64 / deliveries as f64 },
-        // No sends are made yet: there is no first attempt to measure.
-        "first_attempt_send_ratio": Value::Null,
+        "first_attempt_send_ratio": if s.sends == 0 { Value::Null } else { json!(s.first_attempt_sends as f64 / s.sends as f64) },
         "dead_letters": s.dead_letters_open,
         "queue": { "available": s.jobs_available, "total": s.jobs_total },
     })
@@ -104,4 +109,123 @@ pub async fn dead_letters(
     }
     let items = state.store.dead_letters(limit).await?;
     Ok(Json(json!({ "dead_letters": items })))
+}
+
+/// `POST /api/v1/dead-letters/{id}/replay`: a message goes back through the gates with a new
+/// job; a payload is parsed and ingested again.
+pub async fn replay_dead_letter(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let now = state.clock.now_ms();
+    match state.store.replay_dead_letter(id, now).await? {
+        DeadLetterAction::Replayed => {
+            state.jobs_ready.notify_one();
+            Ok(Json(json!({"id": id, "state": "replayed"})))
+        }
+        DeadLetterAction::ReingestPayload => {
+            let letter = state
+                .store
+                .dead_letter(id)
+                .await?
+                .ok_or(ApiError::NotFound)?;
+            let provider = Provider::parse(&letter.provider).unwrap_or(Provider::Cloud);
+            let raw = letter.raw.unwrap_or_default().into_bytes();
+            let unit = crate::ingest::parse(provider, &raw);
+            if let Some(bad) = &unit.undecodable {
+                return Err(ApiError::Conflict(format!(
+                    "the payload still does not parse: {}",
+                    bad.error
+                )));
+            }
+            if !unit.notification.rejected.is_empty() {
+                return Err(ApiError::Conflict("the item still does not parse".into()));
+            }
+            state
+                .ingestor
+                .accept(provider, raw.into())
+                .await
+                .map_err(|e| ApiError::Conflict(e.to_string()))?;
+            state.store.mark_dead_letter_replayed(id).await?;
+            Ok(Json(json!({"id": id, "state": "replayed"})))
+        }
+        DeadLetterAction::NotFound => Err(ApiError::NotFound),
+        DeadLetterAction::NotOpen | DeadLetterAction::Discarded => {
+            Err(ApiError::Conflict("the dead letter is not open".into()))
+        }
+    }
+}
+
+/// `POST /api/v1/dead-letters/{id}/discard`
+pub async fn discard_dead_letter(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    match state.store.discard_dead_letter(id).await? {
+        DeadLetterAction::Discarded => Ok(Json(json!({"id": id, "state": "discarded"}))),
+        DeadLetterAction::NotFound => Err(ApiError::NotFound),
+        _ => Err(ApiError::Conflict("the dead letter is not open".into())),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct OperatorBody {
+    by: Option<String>,
+    reason: Option<String>,
+}
+
+/// `POST /api/v1/conversations/{phone_number_id}/{wa_id}/{takeover|release|escalate|resolve}`
+pub async fn conversation_action(
+    State(state): State<AppState>,
+    Path((phone_number_id, wa_id, action)): Path<(String, String, String)>,
+    body: Option<Json<OperatorBody>>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let (mode, note) = match action.as_str() {
+        "takeover" => (
+            ConversationMode::Operator,
+            body.by.or(Some("operator".into())),
+        ),
+        "escalate" => (
+            ConversationMode::Escalated,
+            body.reason.or(Some("escalated by an operator".into())),
+        ),
+        "release" | "resolve" => (ConversationMode::Bot, None),
+        _ => return Err(ApiError::NotFound),
+    };
+    let (phone, wa) = parse_conversation(&phone_number_id, &wa_id)?;
+    state
+        .store
+        .set_conversation_mode(&phone, &wa, mode, note.as_deref(), state.clock.now_ms())
+        .await?;
+    Ok(Json(
+        json!({"phone_number_id": phone, "wa_id": wa, "mode": mode.as_str()}),
+    ))
+}
+
+/// `POST /api/v1/contacts/{phone_number_id}/{wa_id}/{opt-out|opt-in}`
+pub async fn contact_consent(
+    State(state): State<AppState>,
+    Path((phone_number_id, wa_id, action)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let opted_out = match action.as_str() {
+        "opt-out" => true,
+        "opt-in" => false,
+        _ => return Err(ApiError::NotFound),
+    };
+    let (phone, wa) = parse_conversation(&phone_number_id, &wa_id)?;
+    state
+        .store
+        .set_opted_out(&phone, &wa, opted_out, state.clock.now_ms())
+        .await?;
+    Ok(Json(
+        json!({"phone_number_id": phone, "wa_id": wa, "opted_out": opted_out}),
+    ))
+}
+
+fn parse_conversation(phone_number_id: &str, wa_id: &str) -> Result<(String, String), ApiError> {
+    let phone =
+        PhoneNumberId::parse(phone_number_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let wa = WaId::parse(wa_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok((phone.to_string(), wa.to_string()))
 }

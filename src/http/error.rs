@@ -16,6 +16,8 @@ pub enum ApiError {
     NotFound,
     #[error("{0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("store unavailable")]
     Store(#[from] StoreError),
 }
@@ -26,6 +28,7 @@ impl IntoResponse for ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Store(e) => {
                 tracing::error!(error = %e, "admin request failed");
                 StatusCode::SERVICE_UNAVAILABLE

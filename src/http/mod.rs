@@ -11,7 +11,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
+use tokio::sync::Notify;
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
@@ -24,6 +26,9 @@ pub struct AppState {
     pub store: Store,
     pub ingestor: Ingestor,
     pub metrics: Arc<Metrics>,
+    pub clock: Clock,
+    /// Rung when an operator action makes reply jobs due (dead-letter replay).
+    pub jobs_ready: Arc<Notify>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -31,6 +36,19 @@ pub fn router(state: AppState) -> Router {
         .route("/messages/{message_id}", get(admin::message))
         .route("/summary", get(admin::summary))
         .route("/dead-letters", get(admin::dead_letters))
+        .route("/dead-letters/{id}/replay", post(admin::replay_dead_letter))
+        .route(
+            "/dead-letters/{id}/discard",
+            post(admin::discard_dead_letter),
+        )
+        .route(
+            "/conversations/{phone_number_id}/{wa_id}/{action}",
+            post(admin::conversation_action),
+        )
+        .route(
+            "/contacts/{phone_number_id}/{wa_id}/{action}",
+            post(admin::contact_consent),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,

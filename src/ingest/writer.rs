@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
@@ -38,15 +38,17 @@ impl std::fmt::Debug for WriteRequest {
 }
 
 impl GroupCommitWriter {
+    /// `jobs_ready` is rung after a commit that created reply jobs.
     pub fn spawn(
         store: Store,
         clock: Clock,
         metrics: Arc<Metrics>,
         max_batch: usize,
+        jobs_ready: Arc<Notify>,
     ) -> (Self, JoinHandle<()>) {
         let max_batch = max_batch.max(1);
         let (requests, rx) = mpsc::channel(max_batch * 4);
-        let task = tokio::spawn(run(store, clock, metrics, rx, max_batch));
+        let task = tokio::spawn(run(store, clock, metrics, rx, max_batch, jobs_ready));
         (Self { requests }, task)
     }
 
@@ -67,6 +69,7 @@ async fn run(
     metrics: Arc<Metrics>,
     mut rx: mpsc::Receiver<WriteRequest>,
     max_batch: usize,
+    jobs_ready: Arc<Notify>,
 ) {
     let mut batch = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
@@ -76,6 +79,9 @@ async fn run(
         metrics.group_commit_size.observe(units.len() as f64);
         match store.ingest_batch(&units, clock.now_ms()).await {
             Ok(reports) => {
+                if reports.iter().any(|r| r.new_messages > 0) {
+                    jobs_ready.notify_one();
+                }
                 for (waiter, report) in waiters.into_iter().zip(reports) {
                     let _ = waiter.send(Ok(report));
                 }

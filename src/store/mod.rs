@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::domain::{Notification, Outcome, Provider};
+use crate::domain::{
+    ConversationMode, GateSnapshot, LedgerState, Notification, Outcome, Provider, SilenceReason,
+};
 use crate::whatsapp::PayloadError;
 
 pub use sqlite::SqliteStore;
@@ -79,6 +81,7 @@ pub struct IngestReport {
 /// One inbound message as the admin API shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessageRecord {
+    pub reply: Option<ReplyRecord>,
     pub provider: Provider,
     pub message_id: String,
     pub phone_number_id: String,
@@ -91,6 +94,9 @@ pub struct MessageRecord {
 /// Counts over the whole store, for `GET /api/v1/summary`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
+    /// Replies that went out on their first attempt, and replies sent in all.
+    pub first_attempt_sends: u64,
+    pub sends: u64,
     pub inbound: u64,
     pub duplicates: u64,
     pub pending: u64,
@@ -124,6 +130,86 @@ pub struct DeadLetter {
     pub created_at_ms: i64,
     /// The kept bytes (payload or item) as text, lossily decoded for display.
     pub raw: Option<String>,
+}
+
+/// A job the worker holds until its lease runs out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeasedJob {
+    pub inbound_id: i64,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+}
+
+/// An inbound message as the reply pipeline needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMessage {
+    pub inbound_id: i64,
+    /// When replyd received it (unix ms), for reply latency.
+    pub received_at_ms: i64,
+    pub provider: Provider,
+    pub message_id: String,
+    pub phone_number_id: String,
+    pub wa_id: String,
+    pub kind: String,
+    pub text: Option<String>,
+    pub timestamp: i64,
+}
+
+/// Everything the reply pipeline reads about one message, in one query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplyContext {
+    pub message: StoredMessage,
+    pub contact_name: Option<String>,
+    pub snapshot: GateSnapshot,
+    pub outcome: Option<Outcome>,
+    pub ledger_id: Option<i64>,
+}
+
+/// One earlier exchange of a conversation (for responders that want history).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exchange {
+    pub inbound_text: Option<String>,
+    pub inbound_ts: i64,
+    pub reply_text: String,
+}
+
+/// What claiming the reply ledger row decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The row is ours: send, then record the result against it.
+    Claimed { ledger_id: i64, attempts: u32 },
+    /// A gate holds now (re-checked inside the claim): the outcome is recorded, do not send.
+    Silenced(SilenceReason),
+    /// The message already has its outcome.
+    AlreadyDecided,
+}
+
+/// A business number whose sends are paused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendHold {
+    pub phone_number_id: String,
+    pub error_code: String,
+    pub since_ms: i64,
+    pub next_probe_ms: i64,
+}
+
+/// The reply ledger row of a message, as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyRecord {
+    pub ledger_id: i64,
+    pub state: LedgerState,
+    pub outbound_id: Option<String>,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadLetterAction {
+    Replayed,
+    Discarded,
+    /// A payload dead letter: the caller re-ingests the raw bytes.
+    ReingestPayload,
+    NotFound,
+    NotOpen,
 }
 
 /// The store, one variant per backend.
@@ -199,6 +285,237 @@ impl Store {
     pub async fn queue_depth(&self) -> Result<u64, StoreError> {
         match self {
             Self::Sqlite(s) => s.queue_depth().await,
+        }
+    }
+
+    // ---- the reply pipeline ----
+
+    /// Leases up to `limit` due jobs, each the head of its conversation's queue; first returns
+    /// jobs whose lease ran out (a killed worker's) to the queue.
+    pub async fn lease_jobs(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<LeasedJob>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.lease_jobs(now_ms, lease_ms, limit).await,
+        }
+    }
+
+    pub async fn reply_context(&self, inbound_id: i64) -> Result<Option<ReplyContext>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.reply_context(inbound_id).await,
+        }
+    }
+
+    /// The conversation's latest answered exchanges before `inbound_id`, oldest first.
+    pub async fn history(
+        &self,
+        phone_number_id: &str,
+        wa_id: &str,
+        before_inbound_id: i64,
+        limit: usize,
+    ) -> Result<Vec<Exchange>, StoreError> {
+        match self {
+            Self::Sqlite(s) => {
+                s.history(phone_number_id, wa_id, before_inbound_id, limit)
+                    .await
+            }
+        }
+    }
+
+    /// Removes a job whose message needs nothing more from the worker.
+    pub async fn drop_job(&self, inbound_id: i64) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.drop_job(inbound_id).await,
+        }
+    }
+
+    /// Records `silent:<reason>` (unless an outcome exists) and removes the job.
+    pub async fn finish_silent(
+        &self,
+        inbound_id: i64,
+        reason: SilenceReason,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.finish_silent(inbound_id, reason, now_ms).await,
+        }
+    }
+
+    /// Re-checks the gates and claims the ledger row in one transaction.
+    pub async fn claim_reply(
+        &self,
+        inbound_id: i64,
+        reply_text: &str,
+        now_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.claim_reply(inbound_id, reply_text, now_ms).await,
+        }
+    }
+
+    /// The send was accepted: ledger `sent` (unless a status got there first), outcome `replied`.
+    pub async fn mark_sent(
+        &self,
+        inbound_id: i64,
+        ledger_id: i64,
+        outbound_id: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => {
+                s.mark_sent(inbound_id, ledger_id, outbound_id, now_ms)
+                    .await
+            }
+        }
+    }
+
+    /// The send's fate is unknown: never resent blindly; a status webhook or the quiet period settles it.
+    pub async fn mark_ambiguous(
+        &self,
+        inbound_id: i64,
+        ledger_id: i64,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.mark_ambiguous(inbound_id, ledger_id, error, now_ms).await,
+        }
+    }
+
+    /// Puts the job back for `run_at_ms`; a claimed ledger row becomes `unsent` (nothing went out).
+    /// `refund_attempt` for waits that were not attempts (held number, rate limiter).
+    pub async fn retry_later(
+        &self,
+        inbound_id: i64,
+        ledger_id: Option<i64>,
+        run_at_ms: i64,
+        error: &str,
+        refund_attempt: bool,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => {
+                s.retry_later(inbound_id, ledger_id, run_at_ms, error, refund_attempt)
+                    .await
+            }
+        }
+    }
+
+    /// Outcome `dead:<error>` plus a replayable dead letter; the job is removed.
+    pub async fn dead_letter_message(
+        &self,
+        inbound_id: i64,
+        ledger_id: Option<i64>,
+        error: &str,
+        detail: &str,
+        attempts: u32,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => {
+                s.dead_letter_message(inbound_id, ledger_id, error, detail, attempts, now_ms)
+                    .await
+            }
+        }
+    }
+
+    /// Ambiguous sends with no evidence after `quiet_ms` become the dead letter `ambiguous_send`.
+    pub async fn settle_ambiguous(&self, quiet_ms: i64, now_ms: i64) -> Result<u64, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.settle_ambiguous(quiet_ms, now_ms).await,
+        }
+    }
+
+    pub async fn hold_sends(
+        &self,
+        phone_number_id: &str,
+        error_code: &str,
+        now_ms: i64,
+        next_probe_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => {
+                s.hold_sends(phone_number_id, error_code, now_ms, next_probe_ms)
+                    .await
+            }
+        }
+    }
+
+    pub async fn send_holds(&self) -> Result<Vec<SendHold>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.send_holds().await,
+        }
+    }
+
+    /// Lifts a hold and makes the number's waiting jobs due now.
+    pub async fn lift_hold(&self, phone_number_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.lift_hold(phone_number_id, now_ms).await,
+        }
+    }
+
+    // ---- operators ----
+
+    pub async fn set_opted_out(
+        &self,
+        phone_number_id: &str,
+        wa_id: &str,
+        opted_out: bool,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => {
+                s.set_opted_out(phone_number_id, wa_id, opted_out, now_ms)
+                    .await
+            }
+        }
+    }
+
+    pub async fn set_conversation_mode(
+        &self,
+        phone_number_id: &str,
+        wa_id: &str,
+        mode: ConversationMode,
+        note: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => {
+                s.set_conversation_mode(phone_number_id, wa_id, mode, note, now_ms)
+                    .await
+            }
+        }
+    }
+
+    /// Replays an open dead letter: a message one goes back through the gates with a new job.
+    pub async fn replay_dead_letter(
+        &self,
+        id: i64,
+        now_ms: i64,
+    ) -> Result<DeadLetterAction, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.replay_dead_letter(id, now_ms).await,
+        }
+    }
+
+    pub async fn discard_dead_letter(&self, id: i64) -> Result<DeadLetterAction, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.discard_dead_letter(id).await,
+        }
+    }
+
+    /// A dead letter's kept payload, for replaying a `payload` dead letter.
+    pub async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.dead_letter(id).await,
+        }
+    }
+
+    pub async fn mark_dead_letter_replayed(&self, id: i64) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.mark_dead_letter_replayed(id).await,
         }
     }
 }

@@ -49,13 +49,24 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     }
 }
 
+/// The app with ingest only: reply jobs stay queued, outcomes stay pending.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
+}
+
+/// The app with its reply workers (sandbox unless the test sets an access token).
+pub async fn spawn_replying_app(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with(|c| {
+        c.worker_enabled = true;
+        adjust(c);
+    })
+    .await
 }
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = test_config(dir.path());
+    config.worker_enabled = false;
     adjust(&mut config);
     let app = App::build(config.clone(), Clock::system())
         .await
@@ -187,6 +198,36 @@ impl TestApp {
             404 => None,
             other => panic!("unexpected {other}: {body}"),
         }
+    }
+
+    /// Waits (bounded) until no inbound message is pending; returns the summary.
+    pub async fn settled(&self) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let summary = self.summary().await;
+            if summary["outcomes"]["pending"] == 0 {
+                return summary;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "messages still pending: {summary}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// POST an admin route with the bearer token and an optional JSON body.
+    pub async fn admin_post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .client
+            .post(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let response = req.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn dead_letters(&self) -> Vec<Value> {

@@ -6,4 +6,5 @@ mod fixtures;
 mod helpers;
 mod ingest;
 mod properties;
+mod replies;
 mod spool;

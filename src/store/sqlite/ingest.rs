@@ -1,0 +1,384 @@
+//! The ingest write: one transaction per group-commit batch, one statement per table.
+
+use std::collections::{BTreeMap, HashSet};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::SqlitePool;
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::{Tx, corrupt, high_water_mark};
+use crate::domain::{InboundMessage, Provider, StatusUpdate};
+use crate::store::{IngestReport, IngestUnit, StoreError};
+
+/// Set-based: each table gets one statement per batch whatever the batch size, because per-row
+/// round trips to SQLite's worker thread and random index pages, not fsync, are what limit a
+/// durable ingest.
+pub(super) async fn ingest_batch(
+    writer: &SqlitePool,
+    units: &[IngestUnit],
+    now_ms: i64,
+) -> Result<Vec<IngestReport>, StoreError> {
+    let mut reports = vec![IngestReport::default(); units.len()];
+    // IMMEDIATE takes the write lock up front: no other writer, in this process or another,
+    // can commit between the high-water marks read below and our inserts.
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+
+    let messages: Vec<(usize, &InboundMessage)> = units
+        .iter()
+        .enumerate()
+        .flat_map(|(i, u)| u.notification.messages.iter().map(move |m| (i, m)))
+        .collect();
+    // Rows inserted by this transaction are exactly those above the previous high-water
+    // mark: the transaction holds the write lock. Asking for them as one JSON row avoids
+    // streaming a row per message back from SQLite's worker thread.
+    let before = high_water_mark(&mut tx, "SELECT max(id) FROM inbound_messages").await?;
+    insert_inbound(&mut tx, &messages, now_ms).await?;
+    let new_keys: String = sqlx::query_scalar(
+        "SELECT json_group_array(json_array(provider, message_id)) FROM inbound_messages WHERE id > ?",
+    )
+    .bind(before)
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut new_keys: HashSet<(String, String)> =
+        serde_json::from_str(&new_keys).map_err(corrupt)?;
+    let mut new_messages = Vec::with_capacity(new_keys.len());
+    for &(unit, m) in &messages {
+        // The first delivery of a message in the batch is the new one; the rest are duplicates.
+        if new_keys.remove(&(m.provider.as_str().to_owned(), m.id.as_str().to_owned())) {
+            reports[unit].new_messages += 1;
+            new_messages.push(m);
+        } else {
+            reports[unit].duplicate_messages += 1;
+        }
+    }
+    if !new_messages.is_empty() {
+        // One reply job per new inbound message, in the same transaction as the message.
+        sqlx::query(
+            "INSERT INTO jobs (inbound_id, phone_number_id, wa_id, payload_ts, run_at_ms, created_at_ms)
+             SELECT id, phone_number_id, wa_id, payload_ts, ?1, ?1 FROM inbound_messages WHERE id > ?2 ORDER BY id",
+        )
+        .bind(now_ms)
+        .bind(before)
+        .execute(&mut *tx)
+        .await?;
+        // The window anchor: newest payload timestamp wins, whatever the arrival order.
+        sqlx::query(
+            "INSERT INTO contacts (phone_number_id, wa_id, last_inbound_ts, updated_at_ms)
+             SELECT phone_number_id, wa_id, max(payload_ts), ?1 FROM inbound_messages WHERE id > ?2
+             GROUP BY phone_number_id, wa_id
+             ON CONFLICT (phone_number_id, wa_id) DO UPDATE SET
+                 last_inbound_ts = max(coalesce(contacts.last_inbound_ts, 0), excluded.last_inbound_ts),
+                 updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(now_ms)
+        .bind(before)
+        .execute(&mut *tx)
+        .await?;
+    }
+    update_display_names(&mut tx, units, now_ms).await?;
+
+    let statuses: Vec<(usize, &StatusUpdate)> = units
+        .iter()
+        .enumerate()
+        .flat_map(|(i, u)| u.notification.statuses.iter().map(move |s| (i, s)))
+        .collect();
+    let mut new_statuses = insert_statuses(&mut tx, &statuses, now_ms).await?;
+    for &(unit, s) in &statuses {
+        if new_statuses.remove(&(
+            s.message_id.as_str().to_owned(),
+            s.status.as_str().to_owned(),
+        )) {
+            reports[unit].new_statuses += 1;
+            advance_ledger(&mut tx, s, now_ms).await?;
+        } else {
+            reports[unit].duplicate_statuses += 1;
+        }
+    }
+
+    // Rare rows (errors, dead letters) go one statement each.
+    for (unit, report) in units.iter().zip(reports.iter_mut()) {
+        insert_platform_errors(&mut tx, unit, now_ms).await?;
+        for item in &unit.notification.rejected {
+            report.dead_letters += insert_dead_letter(
+                &mut tx,
+                unit.provider,
+                "malformed_item",
+                &item.error,
+                item.raw.as_bytes(),
+                now_ms,
+            )
+            .await?;
+        }
+        if let Some(payload) = &unit.undecodable {
+            report.dead_letters += insert_dead_letter(
+                &mut tx,
+                unit.provider,
+                payload.error.code(),
+                &payload.error.to_string(),
+                &payload.raw,
+                now_ms,
+            )
+            .await?;
+        }
+    }
+
+    let duplicate_messages: u64 = reports.iter().map(|r| r.duplicate_messages).sum();
+    let duplicate_statuses: u64 = reports.iter().map(|r| r.duplicate_statuses).sum();
+    for (name, n) in [
+        ("duplicate_messages", duplicate_messages),
+        ("duplicate_statuses", duplicate_statuses),
+    ] {
+        if n > 0 {
+            sqlx::query("UPDATE counters SET value = value + ? WHERE name = ?")
+                .bind(n as i64)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(reports)
+}
+
+fn json_rows<T: Serialize>(rows: &[T]) -> String {
+    serde_json::to_string(rows).expect("plain rows serialise")
+}
+
+/// Rows per multi-row INSERT: 9 parameters each, well under SQLite's 32,766-parameter limit.
+const INBOUND_ROWS_PER_STATEMENT: usize = 1000;
+
+/// Inserts the messages not seen before (a seen one is skipped by the unique key).
+/// Plain multi-row VALUES: the raw message text is bound as is, not re-encoded.
+async fn insert_inbound(
+    tx: &mut Tx<'_>,
+    messages: &[(usize, &InboundMessage)],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    for chunk in messages.chunks(INBOUND_ROWS_PER_STATEMENT) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO inbound_messages
+                 (provider, message_id, phone_number_id, wa_id, kind, body, payload_ts, received_at_ms, raw) ",
+        );
+        insert.push_values(chunk, |mut row, (_, m)| {
+            row.push_bind(m.provider.as_str())
+                .push_bind(m.id.as_str())
+                .push_bind(m.phone_number_id.as_str())
+                .push_bind(m.from.as_str())
+                .push_bind(m.kind.as_str())
+                .push_bind(m.text.as_deref())
+                .push_bind(m.timestamp)
+                .push_bind(now_ms)
+                .push_bind(m.raw.as_str());
+        });
+        insert.push(" ON CONFLICT (message_id, provider) DO NOTHING");
+        insert.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Display names as the payloads give them (the last one in the batch wins).
+async fn update_display_names(
+    tx: &mut Tx<'_>,
+    units: &[IngestUnit],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        n: &'a str,
+        w: &'a str,
+        d: &'a str,
+    }
+    let names: BTreeMap<(&str, &str), &str> = units
+        .iter()
+        .flat_map(|u| &u.notification.contacts)
+        .filter_map(|c| {
+            Some((
+                (c.phone_number_id.as_str(), c.wa_id.as_str()),
+                c.name.as_deref()?,
+            ))
+        })
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Row> = names
+        .into_iter()
+        .map(|((n, w), d)| Row { n, w, d })
+        .collect();
+    sqlx::query(
+        "INSERT INTO contacts (phone_number_id, wa_id, display_name, updated_at_ms)
+         SELECT j.value ->> 'n', j.value ->> 'w', j.value ->> 'd', ?1 FROM json_each(?2) AS j WHERE true
+         ON CONFLICT (phone_number_id, wa_id) DO UPDATE SET display_name = excluded.display_name
+         WHERE contacts.display_name IS NOT excluded.display_name",
+    )
+    .bind(now_ms)
+    .bind(json_rows(&rows))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Inserts statuses not seen before; returns the new (message id, status) pairs.
+async fn insert_statuses(
+    tx: &mut Tx<'_>,
+    statuses: &[(usize, &StatusUpdate)],
+    now_ms: i64,
+) -> Result<HashSet<(String, String)>, StoreError> {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        m: &'a str,
+        s: &'a str,
+        p: &'a str,
+        n: &'a str,
+        r: Option<&'a str>,
+        t: i64,
+        c: Option<&'a str>,
+        e: Option<i64>,
+        x: &'a str,
+    }
+    if statuses.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<Row> = statuses
+        .iter()
+        .map(|(_, s)| Row {
+            m: s.message_id.as_str(),
+            s: s.status.as_str(),
+            p: s.provider.as_str(),
+            n: s.phone_number_id.as_str(),
+            r: s.recipient_id.as_deref(),
+            t: s.timestamp,
+            c: s.callback_data.as_deref(),
+            e: s.error_code,
+            x: &s.raw,
+        })
+        .collect();
+    let before = high_water_mark(tx, "SELECT max(rowid) FROM statuses").await?;
+    sqlx::query(
+        "INSERT INTO statuses (message_id, status, provider, phone_number_id, recipient_id, payload_ts,
+                               callback_data, error_code, raw, received_at_ms)
+         SELECT j.value ->> 'm', j.value ->> 's', j.value ->> 'p', j.value ->> 'n', j.value ->> 'r',
+                j.value ->> 't', j.value ->> 'c', j.value ->> 'e', j.value ->> 'x', ?1
+         FROM json_each(?2) AS j WHERE true
+         ON CONFLICT (message_id, status) DO NOTHING",
+    )
+    .bind(now_ms)
+    .bind(json_rows(&rows))
+    .execute(&mut **tx)
+    .await?;
+    let new_keys: String = sqlx::query_scalar(
+        "SELECT json_group_array(json_array(message_id, status)) FROM statuses WHERE rowid > ?",
+    )
+    .bind(before)
+    .fetch_one(&mut **tx)
+    .await?;
+    serde_json::from_str(&new_keys).map_err(corrupt)
+}
+
+/// A status for one of our sends moves its ledger row forward (never back), and is the evidence
+/// that settles a claimed or ambiguous send as `replied`. Our rows are found by the callback data
+/// we sent (the ledger id) — which also covers a status that overtakes the send call's answer —
+/// or by the outbound message id.
+async fn advance_ledger(
+    tx: &mut Tx<'_>,
+    status: &StatusUpdate,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let Some(rank) = status.status.rank() else {
+        return Ok(());
+    };
+    let ledger_id = status
+        .callback_data
+        .as_deref()
+        .and_then(crate::domain::ledger_id_from_callback);
+    // Two shapes of the same statement so each uses its index (an OR would scan the ledger).
+    let target = if ledger_id.is_some() {
+        "id = ?6"
+    } else {
+        "outbound_id = ?3"
+    };
+    let sql = format!(
+        "UPDATE ledger SET
+             state = CASE WHEN ?1 > status_rank THEN ?2 ELSE state END,
+             status_rank = max(status_rank, ?1),
+             outbound_id = coalesce(outbound_id, ?3),
+             error_code = CASE WHEN ?1 > status_rank AND ?2 = 'failed' THEN ?4 ELSE error_code END,
+             updated_at_ms = ?5
+         WHERE {target} AND state != 'unsent'
+         RETURNING inbound_id"
+    );
+    let settled: Option<i64> = sqlx::query_scalar(&sql)
+        .bind(i64::from(rank.min(9)))
+        .bind(status.status.as_str())
+        .bind(status.message_id.as_str())
+        .bind(status.error_code.map(|c| format!("cloud_api_{c}")))
+        .bind(now_ms)
+        .bind(ledger_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if let Some(inbound_id) = settled {
+        sqlx::query(
+            "UPDATE inbound_messages SET outcome = 'replied', outcome_reason = NULL, outcome_at_ms = ?
+             WHERE id = ? AND outcome IS NULL",
+        )
+        .bind(now_ms)
+        .bind(inbound_id)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("DELETE FROM jobs WHERE inbound_id = ?")
+            .bind(inbound_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn insert_platform_errors(
+    tx: &mut Tx<'_>,
+    unit: &IngestUnit,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    for (i, e) in unit.notification.platform_errors.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO platform_errors (phone_number_id, code, title, raw, received_at_ms, dedup_key)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (dedup_key) DO NOTHING",
+        )
+        .bind(e.phone_number_id.as_ref().map(|p| p.as_str()))
+        .bind(e.code)
+        .bind(e.title.as_deref())
+        .bind(&e.raw)
+        .bind(now_ms)
+        .bind(format!("{}:{i}", unit.delivery_digest))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Returns 1 when a new dead letter was written, 0 when the same content was already kept.
+async fn insert_dead_letter(
+    tx: &mut Tx<'_>,
+    provider: Provider,
+    error: &str,
+    detail: &str,
+    raw: &[u8],
+    now_ms: i64,
+) -> Result<u64, StoreError> {
+    let dedup_key = format!("{error}:{}", hex::encode(Sha256::digest(raw)));
+    let done = sqlx::query(
+        "INSERT INTO dead_letters (kind, provider, error, detail, raw, dedup_key, created_at_ms)
+         VALUES ('payload', ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (dedup_key) DO NOTHING",
+    )
+    .bind(provider.as_str())
+    .bind(error)
+    .bind(detail)
+    .bind(raw)
+    .bind(dedup_key)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}

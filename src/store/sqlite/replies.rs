@@ -1,0 +1,601 @@
+//! The reply pipeline's writes and reads: leasing, the gate snapshot, claiming the ledger row,
+//! recording what the send did, holds, operator controls and dead-letter replay.
+//!
+//! Every write runs on the single writer connection in a `BEGIN IMMEDIATE` transaction, so
+//! the re-check of the gates and the claim of the ledger row are one atomic step.
+
+use sqlx::Row;
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+
+use super::{SqliteStore, Tx};
+use crate::domain::gates::{self, ConversationMode, GateSnapshot, LedgerState, Verdict};
+use crate::domain::{Outcome, Provider, SilenceReason};
+use crate::store::{
+    Claim, DeadLetter, DeadLetterAction, Exchange, LeasedJob, ReplyContext, SendHold, StoreError,
+    StoredMessage,
+};
+
+const CONTEXT_SQL: &str = "
+    SELECT m.id, m.provider, m.message_id, m.phone_number_id, m.wa_id, m.kind, m.body, m.payload_ts, m.received_at_ms,
+           m.outcome, m.outcome_reason, c.display_name,
+           coalesce(c.opted_out, 0) AS opted_out,
+           coalesce(c.last_inbound_ts, m.payload_ts) AS last_inbound_ts,
+           coalesce(v.mode, 'bot') AS mode, l.id AS ledger_id, l.state AS ledger_state
+    FROM inbound_messages m
+    LEFT JOIN contacts c ON c.phone_number_id = m.phone_number_id AND c.wa_id = m.wa_id
+    LEFT JOIN conversations v ON v.phone_number_id = m.phone_number_id AND v.wa_id = m.wa_id
+    LEFT JOIN ledger l ON l.inbound_id = m.id
+    WHERE m.id = ?";
+
+fn context_from(row: &SqliteRow) -> ReplyContext {
+    ReplyContext {
+        message: StoredMessage {
+            inbound_id: row.get("id"),
+            received_at_ms: row.get("received_at_ms"),
+            provider: Provider::parse(row.get("provider")).unwrap_or(Provider::Cloud),
+            message_id: row.get("message_id"),
+            phone_number_id: row.get("phone_number_id"),
+            wa_id: row.get("wa_id"),
+            kind: row.get("kind"),
+            text: row.get("body"),
+            timestamp: row.get("payload_ts"),
+        },
+        contact_name: row.get("display_name"),
+        snapshot: GateSnapshot {
+            opted_out: row.get::<i64, _>("opted_out") != 0,
+            mode: ConversationMode::parse(row.get("mode")).unwrap_or(ConversationMode::Bot),
+            ledger: row
+                .get::<Option<&str>, _>("ledger_state")
+                .and_then(LedgerState::parse),
+            last_inbound_ts: row.get("last_inbound_ts"),
+        },
+        outcome: Outcome::from_columns(row.get("outcome"), row.get("outcome_reason")),
+        ledger_id: row.get("ledger_id"),
+    }
+}
+
+async fn begin(writer: &SqlitePool) -> Result<Tx<'static>, StoreError> {
+    Ok(writer.begin_with("BEGIN IMMEDIATE").await?)
+}
+
+/// Sets the outcome unless one exists: an outcome never changes once reached.
+async fn set_outcome(
+    tx: &mut Tx<'_>,
+    inbound_id: i64,
+    outcome: &Outcome,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE inbound_messages SET outcome = ?, outcome_reason = ?, outcome_at_ms = ?
+         WHERE id = ? AND outcome IS NULL",
+    )
+    .bind(outcome.kind())
+    .bind(outcome.reason())
+    .bind(now_ms)
+    .bind(inbound_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn delete_job(tx: &mut Tx<'_>, inbound_id: i64) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM jobs WHERE inbound_id = ?")
+        .bind(inbound_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// A claimed row whose send is known not to have happened goes back to `unsent`.
+async fn unclaim(
+    tx: &mut Tx<'_>,
+    ledger_id: Option<i64>,
+    error: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    if let Some(id) = ledger_id {
+        sqlx::query(
+            "UPDATE ledger SET state = 'unsent', error_code = ?, updated_at_ms = ? WHERE id = ? AND state = 'claimed'",
+        )
+        .bind(error)
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_message_dead_letter(
+    tx: &mut Tx<'_>,
+    inbound_id: i64,
+    error: &str,
+    detail: &str,
+    attempts: u32,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO dead_letters (kind, provider, inbound_id, error, detail, raw, dedup_key, attempts, created_at_ms)
+         SELECT 'message', provider, id, ?, ?, CAST(raw AS BLOB), 'message:' || id || ':' || ?, ?, ?
+         FROM inbound_messages WHERE id = ?
+         ON CONFLICT (dedup_key) DO NOTHING",
+    )
+    .bind(error)
+    .bind(detail)
+    .bind(now_ms)
+    .bind(attempts)
+    .bind(now_ms)
+    .bind(inbound_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl SqliteStore {
+    pub async fn lease_jobs(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<LeasedJob>, StoreError> {
+        let mut tx = begin(&self.writer).await?;
+        sqlx::query("UPDATE jobs SET state = 'available', lease_until_ms = NULL WHERE state = 'leased' AND lease_until_ms <= ?")
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        let leased: Vec<(i64, i64)> = sqlx::query_as(
+            "UPDATE jobs SET state = 'leased', lease_until_ms = ?1, attempts = attempts + 1
+             WHERE inbound_id IN (
+                 SELECT j.inbound_id FROM jobs j
+                 WHERE j.state = 'available' AND j.run_at_ms <= ?2
+                   AND NOT EXISTS (
+                       SELECT 1 FROM jobs o
+                       WHERE o.phone_number_id = j.phone_number_id AND o.wa_id = j.wa_id
+                         AND (o.payload_ts, o.inbound_id) < (j.payload_ts, j.inbound_id))
+                 ORDER BY j.run_at_ms, j.inbound_id
+                 LIMIT ?3)
+             RETURNING inbound_id, attempts",
+        )
+        .bind(now_ms.saturating_add(lease_ms))
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(leased
+            .into_iter()
+            .map(|(inbound_id, attempts)| LeasedJob {
+                inbound_id,
+                attempts: attempts.max(0) as u32,
+            })
+            .collect())
+    }
+
+    pub async fn reply_context(&self, inbound_id: i64) -> Result<Option<ReplyContext>, StoreError> {
+        let row = sqlx::query(CONTEXT_SQL)
+            .bind(inbound_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(context_from))
+    }
+
+    pub async fn history(
+        &self,
+        phone_number_id: &str,
+        wa_id: &str,
+        before_inbound_id: i64,
+        limit: usize,
+    ) -> Result<Vec<Exchange>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.body, m.payload_ts, l.reply_text FROM ledger l JOIN inbound_messages m ON m.id = l.inbound_id
+             WHERE l.phone_number_id = ? AND l.wa_id = ? AND l.inbound_id < ? AND l.state NOT IN ('unsent', 'claimed')
+             ORDER BY l.inbound_id DESC LIMIT ?",
+        )
+        .bind(phone_number_id)
+        .bind(wa_id)
+        .bind(before_inbound_id)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut exchanges: Vec<Exchange> = rows
+            .into_iter()
+            .map(|row| Exchange {
+                inbound_text: row.get("body"),
+                inbound_ts: row.get("payload_ts"),
+                reply_text: row.get("reply_text"),
+            })
+            .collect();
+        exchanges.reverse();
+        Ok(exchanges)
+    }
+
+    pub async fn drop_job(&self, inbound_id: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM jobs WHERE inbound_id = ?")
+            .bind(inbound_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn finish_silent(
+        &self,
+        inbound_id: i64,
+        reason: SilenceReason,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = begin(&self.writer).await?;
+        set_outcome(&mut tx, inbound_id, &Outcome::Silent(reason), now_ms).await?;
+        delete_job(&mut tx, inbound_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn claim_reply(
+        &self,
+        inbound_id: i64,
+        reply_text: &str,
+        now_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        let mut tx = begin(&self.writer).await?;
+        let Some(context) = sqlx::query(CONTEXT_SQL)
+            .bind(inbound_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .as_ref()
+            .map(context_from)
+        else {
+            return Ok(Claim::AlreadyDecided);
+        };
+        if context.outcome.is_some() {
+            delete_job(&mut tx, inbound_id).await?;
+            tx.commit().await?;
+            return Ok(Claim::AlreadyDecided);
+        }
+        if let Verdict::Silent(reason) = gates::evaluate(&context.snapshot, now_ms) {
+            // An answered message's outcome belongs to its ledger row (replied, or settled later).
+            if reason != SilenceReason::Answered {
+                set_outcome(&mut tx, inbound_id, &Outcome::Silent(reason), now_ms).await?;
+            }
+            delete_job(&mut tx, inbound_id).await?;
+            tx.commit().await?;
+            return Ok(Claim::Silenced(reason));
+        }
+        let m = &context.message;
+        let claimed: Option<(i64, i64)> = sqlx::query_as(
+            "INSERT INTO ledger (inbound_id, phone_number_id, wa_id, state, reply_text, attempts, claimed_at_ms, updated_at_ms)
+             VALUES (?1, ?2, ?3, 'claimed', ?4, 1, ?5, ?5)
+             ON CONFLICT (inbound_id) DO UPDATE SET
+                 state = 'claimed', reply_text = excluded.reply_text, attempts = ledger.attempts + 1,
+                 claimed_at_ms = excluded.claimed_at_ms, updated_at_ms = excluded.updated_at_ms
+             WHERE ledger.state = 'unsent'
+             RETURNING id, attempts",
+        )
+        .bind(inbound_id)
+        .bind(&m.phone_number_id)
+        .bind(&m.wa_id)
+        .bind(reply_text)
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(match claimed {
+            Some((ledger_id, attempts)) => Claim::Claimed {
+                ledger_id,
+                attempts: attempts.max(0) as u32,
+            },
+            None => Claim::Silenced(SilenceReason::Answered),
+        })
+    }
+
+    pub async fn mark_sent(
+        &self,
+        inbound_id: i64,
+        ledger_id: i64,
+        outbound_id: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = begin(&self.writer).await?;
+        // A status webhook may have arrived first and moved the row further: keep the furthest.
+        sqlx::query(
+            "UPDATE ledger SET
+                 state = CASE WHEN status_rank > 1 THEN state ELSE 'sent' END,
+                 status_rank = max(status_rank, 1),
+                 outbound_id = coalesce(outbound_id, ?1),
+                 first_attempt = (attempts = 1),
+                 error_code = NULL, updated_at_ms = ?2
+             WHERE id = ?3",
+        )
+        .bind(outbound_id)
+        .bind(now_ms)
+        .bind(ledger_id)
+        .execute(&mut *tx)
+        .await?;
+        set_outcome(&mut tx, inbound_id, &Outcome::Replied, now_ms).await?;
+        delete_job(&mut tx, inbound_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn mark_ambiguous(
+        &self,
+        inbound_id: i64,
+        ledger_id: i64,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = begin(&self.writer).await?;
+        sqlx::query("UPDATE ledger SET state = 'ambiguous', error_code = ?, updated_at_ms = ? WHERE id = ? AND state = 'claimed'")
+            .bind(error)
+            .bind(now_ms)
+            .bind(ledger_id)
+            .execute(&mut *tx)
+            .await?;
+        delete_job(&mut tx, inbound_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn retry_later(
+        &self,
+        inbound_id: i64,
+        ledger_id: Option<i64>,
+        run_at_ms: i64,
+        error: &str,
+        refund_attempt: bool,
+    ) -> Result<(), StoreError> {
+        let mut tx = begin(&self.writer).await?;
+        unclaim(&mut tx, ledger_id, error, run_at_ms).await?;
+        sqlx::query(
+            "UPDATE jobs SET state = 'available', lease_until_ms = NULL, run_at_ms = ?, last_error = ?,
+                 attempts = max(attempts - ?, 0)
+             WHERE inbound_id = ?",
+        )
+        .bind(run_at_ms)
+        .bind(error)
+        .bind(i64::from(refund_attempt))
+        .bind(inbound_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn dead_letter_message(
+        &self,
+        inbound_id: i64,
+        ledger_id: Option<i64>,
+        error: &str,
+        detail: &str,
+        attempts: u32,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = begin(&self.writer).await?;
+        unclaim(&mut tx, ledger_id, error, now_ms).await?;
+        set_outcome(
+            &mut tx,
+            inbound_id,
+            &Outcome::Dead(error.to_owned()),
+            now_ms,
+        )
+        .await?;
+        insert_message_dead_letter(&mut tx, inbound_id, error, detail, attempts, now_ms).await?;
+        delete_job(&mut tx, inbound_id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn settle_ambiguous(&self, quiet_ms: i64, now_ms: i64) -> Result<u64, StoreError> {
+        let mut tx = begin(&self.writer).await?;
+        let stale: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT l.inbound_id, l.attempts, l.id FROM ledger l JOIN inbound_messages m ON m.id = l.inbound_id
+             WHERE l.state = 'ambiguous' AND l.updated_at_ms <= ? AND m.outcome IS NULL",
+        )
+        .bind(now_ms.saturating_sub(quiet_ms))
+        .fetch_all(&mut *tx)
+        .await?;
+        for &(inbound_id, attempts, _) in &stale {
+            let dead = Outcome::Dead("ambiguous_send".into());
+            set_outcome(&mut tx, inbound_id, &dead, now_ms).await?;
+            let detail = "the send's fate is unknown and no status webhook confirmed it; replay to send again";
+            insert_message_dead_letter(
+                &mut tx,
+                inbound_id,
+                "ambiguous_send",
+                detail,
+                attempts.max(0) as u32,
+                now_ms,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(stale.len() as u64)
+    }
+
+    pub async fn hold_sends(
+        &self,
+        phone_number_id: &str,
+        error_code: &str,
+        now_ms: i64,
+        next_probe_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO send_holds (phone_number_id, error_code, since_ms, next_probe_ms) VALUES (?, ?, ?, ?)
+             ON CONFLICT (phone_number_id) DO UPDATE SET error_code = excluded.error_code, next_probe_ms = excluded.next_probe_ms",
+        )
+        .bind(phone_number_id)
+        .bind(error_code)
+        .bind(now_ms)
+        .bind(next_probe_ms)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn send_holds(&self) -> Result<Vec<SendHold>, StoreError> {
+        let rows = sqlx::query("SELECT phone_number_id, error_code, since_ms, next_probe_ms FROM send_holds ORDER BY phone_number_id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SendHold {
+                phone_number_id: r.get("phone_number_id"),
+                error_code: r.get("error_code"),
+                since_ms: r.get("since_ms"),
+                next_probe_ms: r.get("next_probe_ms"),
+            })
+            .collect())
+    }
+
+    pub async fn lift_hold(&self, phone_number_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        let mut tx = begin(&self.writer).await?;
+        sqlx::query("DELETE FROM send_holds WHERE phone_number_id = ?")
+            .bind(phone_number_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE jobs SET run_at_ms = ? WHERE phone_number_id = ? AND state = 'available' AND run_at_ms > ?")
+            .bind(now_ms)
+            .bind(phone_number_id)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn set_opted_out(
+        &self,
+        phone_number_id: &str,
+        wa_id: &str,
+        opted_out: bool,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO contacts (phone_number_id, wa_id, opted_out, updated_at_ms) VALUES (?, ?, ?, ?)
+             ON CONFLICT (phone_number_id, wa_id) DO UPDATE SET opted_out = excluded.opted_out, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(phone_number_id)
+        .bind(wa_id)
+        .bind(opted_out)
+        .bind(now_ms)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_conversation_mode(
+        &self,
+        phone_number_id: &str,
+        wa_id: &str,
+        mode: ConversationMode,
+        note: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (taken_by, reason) = match mode {
+            ConversationMode::Operator => (note, None),
+            ConversationMode::Escalated => (None, note),
+            ConversationMode::Bot => (None, None),
+        };
+        sqlx::query(
+            "INSERT INTO conversations (phone_number_id, wa_id, mode, taken_by, escalation_reason, updated_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (phone_number_id, wa_id) DO UPDATE SET mode = excluded.mode, taken_by = excluded.taken_by,
+                 escalation_reason = excluded.escalation_reason, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(phone_number_id)
+        .bind(wa_id)
+        .bind(mode.as_str())
+        .bind(taken_by)
+        .bind(reason)
+        .bind(now_ms)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn replay_dead_letter(
+        &self,
+        id: i64,
+        now_ms: i64,
+    ) -> Result<DeadLetterAction, StoreError> {
+        let mut tx = begin(&self.writer).await?;
+        let row: Option<(String, String, Option<i64>)> =
+            sqlx::query_as("SELECT kind, state, inbound_id FROM dead_letters WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let action = match row {
+            None => DeadLetterAction::NotFound,
+            Some((_, state, _)) if state != "open" => DeadLetterAction::NotOpen,
+            Some((kind, _, Some(inbound_id))) if kind == "message" => {
+                // Back to pending with a fresh job; the gates decide again (an opted-out contact
+                // stays silent). An ambiguous or refused ledger row may be claimed once more.
+                sqlx::query(
+                    "UPDATE inbound_messages SET outcome = NULL, outcome_reason = NULL, outcome_at_ms = NULL
+                     WHERE id = ? AND outcome = 'dead'",
+                )
+                .bind(inbound_id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE ledger SET state = 'unsent', updated_at_ms = ? WHERE inbound_id = ? AND state IN ('ambiguous', 'unsent')")
+                    .bind(now_ms)
+                    .bind(inbound_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO jobs (inbound_id, phone_number_id, wa_id, payload_ts, run_at_ms, created_at_ms)
+                     SELECT id, phone_number_id, wa_id, payload_ts, ?1, ?1 FROM inbound_messages WHERE id = ?2
+                     ON CONFLICT (inbound_id) DO NOTHING",
+                )
+                .bind(now_ms)
+                .bind(inbound_id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE dead_letters SET state = 'replayed' WHERE id = ?")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                DeadLetterAction::Replayed
+            }
+            Some(_) => DeadLetterAction::ReingestPayload,
+        };
+        tx.commit().await?;
+        Ok(action)
+    }
+
+    pub async fn discard_dead_letter(&self, id: i64) -> Result<DeadLetterAction, StoreError> {
+        let done = sqlx::query(
+            "UPDATE dead_letters SET state = 'discarded' WHERE id = ? AND state = 'open'",
+        )
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(DeadLetterAction::Discarded);
+        }
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM dead_letters WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(if exists.is_some() {
+            DeadLetterAction::NotOpen
+        } else {
+            DeadLetterAction::NotFound
+        })
+    }
+
+    pub async fn mark_dead_letter_replayed(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE dead_letters SET state = 'replayed' WHERE id = ? AND state = 'open'")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
+        Ok(self
+            .query_dead_letters(Some(id), 1)
+            .await?
+            .into_iter()
+            .next())
+    }
+}

@@ -1,0 +1,74 @@
+//! The worker's housekeeping: probe paused numbers and resume them, and settle ambiguous sends
+//! that no status webhook confirmed within the quiet period. `run_once` does one pass and says
+//! what it did; `run` repeats it.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::Worker;
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    pub numbers_resumed: usize,
+    pub numbers_still_held: usize,
+    pub ambiguous_settled: u64,
+}
+
+impl Worker {
+    pub async fn maintain_once(&self) -> Result<MaintenanceReport, StoreError> {
+        let mut report = MaintenanceReport::default();
+        let now = self.clock.now_ms();
+        for hold in self.store.send_holds().await? {
+            if hold.next_probe_ms > now {
+                report.numbers_still_held += 1;
+                continue;
+            }
+            match self.sender.probe(&hold.phone_number_id).await {
+                Ok(()) => {
+                    self.store
+                        .lift_hold(&hold.phone_number_id, self.clock.now_ms())
+                        .await?;
+                    tracing::info!(phone_number_id = %hold.phone_number_id, "probe succeeded: sends resumed");
+                    report.numbers_resumed += 1;
+                }
+                Err(e) => {
+                    let next = self.clock.now_ms() + self.settings.halt_probe_interval_ms;
+                    self.store
+                        .hold_sends(&hold.phone_number_id, &e.code_label(), hold.since_ms, next)
+                        .await?;
+                    tracing::warn!(phone_number_id = %hold.phone_number_id, error = %e, "sends still paused");
+                    report.numbers_still_held += 1;
+                }
+            }
+        }
+        self.refresh_holds().await?;
+        if report.numbers_resumed > 0 {
+            self.jobs_ready.notify_one();
+        }
+        report.ambiguous_settled = self
+            .store
+            .settle_ambiguous(self.settings.ambiguous_quiet_ms, self.clock.now_ms())
+            .await?;
+        if report.ambiguous_settled > 0 {
+            tracing::warn!(
+                count = report.ambiguous_settled,
+                "ambiguous sends became dead letters (ambiguous_send)"
+            );
+        }
+        Ok(report)
+    }
+
+    pub async fn run_maintenance(self, every: Duration, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            if let Err(e) = self.maintain_once().await {
+                tracing::warn!(error = %e, "worker maintenance failed; will try again");
+            }
+        }
+    }
+}

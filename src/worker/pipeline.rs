@@ -1,0 +1,377 @@
+//! One job, start to finish: gates → responder → claim the ledger row (gates re-checked inside)
+//! → pace → send → record. Every path ends in exactly one store call that settles the job.
+
+use rand::Rng;
+
+use super::Worker;
+use super::responder::{Decision, HistoryItem, ResponderError, ResponderInput};
+use crate::domain::gates::{self, LedgerState, Verdict};
+use crate::domain::retry::{Backoff, RetryDecision};
+use crate::domain::{ConversationMode, SilenceReason, callback_for_ledger};
+use crate::store::{Claim, LeasedJob, ReplyContext, StoreError};
+use crate::whatsapp::errors::{FailureClass, RetryHint};
+use crate::whatsapp::send::{SendError, TextReply};
+
+use super::limiter::Pace;
+use super::responder::Direction;
+use super::sender::recipient;
+
+/// What happened to a job (for logs, metrics and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobResult {
+    Replied,
+    Silent(SilenceReason),
+    /// A previous attempt was cut off mid-send: its fate is unknown.
+    Ambiguous,
+    RetryScheduled,
+    /// The number's sends are paused; the job waits for the probe.
+    Held,
+    DeadLettered(String),
+    /// Nothing to do (the message already has its outcome, or is settled elsewhere).
+    Skipped,
+}
+
+impl From<RetryHint> for Backoff {
+    fn from(hint: RetryHint) -> Self {
+        match hint {
+            RetryHint::Normal => Backoff::Normal,
+            RetryHint::ServiceUnavailable => Backoff::ServiceUnavailable,
+            RetryHint::RateLimited => Backoff::RateLimited,
+            RetryHint::Throughput => Backoff::Throughput,
+            RetryHint::PairRateLimit => Backoff::PairRateLimit,
+            RetryHint::Limited => Backoff::Limited,
+        }
+    }
+}
+
+impl Worker {
+    pub(super) async fn process(&self, job: LeasedJob) -> Result<JobResult, StoreError> {
+        let id = job.inbound_id;
+        let Some(ctx) = self.store.reply_context(id).await? else {
+            self.store.drop_job(id).await?;
+            return Ok(JobResult::Skipped);
+        };
+        if ctx.outcome.is_some() {
+            self.store.drop_job(id).await?;
+            return Ok(JobResult::Skipped);
+        }
+        match (ctx.snapshot.ledger, ctx.ledger_id) {
+            // The lease of a worker that claimed and then died ran out: the send may or may not
+            // have happened. Never resend blindly.
+            (Some(LedgerState::Claimed), Some(ledger_id)) => {
+                self.store
+                    .mark_ambiguous(id, ledger_id, "interrupted", self.clock.now_ms())
+                    .await?;
+                self.metrics
+                    .send_failures
+                    .get_or_create(&[("class", "ambiguous")])
+                    .inc();
+                return Ok(JobResult::Ambiguous);
+            }
+            (Some(LedgerState::Ambiguous), _) => {
+                self.store.drop_job(id).await?;
+                return Ok(JobResult::Skipped);
+            }
+            _ => {}
+        }
+        let now = self.clock.now_ms();
+        if let Verdict::Silent(reason) = gates::evaluate(&ctx.snapshot, now) {
+            return self.silence(id, reason).await;
+        }
+        if let Some(next_probe) = self.held_until(&ctx.message.phone_number_id) {
+            self.store
+                .retry_later(id, None, next_probe, "sends_held", true)
+                .await?;
+            return Ok(JobResult::Held);
+        }
+        let decision = match self
+            .responders
+            .get(&ctx.message.phone_number_id)
+            .decide(&self.responder_input(&ctx).await?)
+            .await
+        {
+            Ok(decision) => decision,
+            Err(ResponderError::Retryable(why)) => {
+                return self
+                    .retry_or_give_up(
+                        &job,
+                        &ctx,
+                        None,
+                        Backoff::Normal,
+                        None,
+                        "responder_unavailable",
+                        &why,
+                    )
+                    .await;
+            }
+            Err(ResponderError::Permanent(why)) => {
+                return self
+                    .dead_letter(&job, None, "responder_refused", &why)
+                    .await;
+            }
+        };
+        let text = match decision {
+            Decision::Reply(text) => text,
+            Decision::NoReply => return self.silence(id, SilenceReason::NoReply).await,
+            Decision::Escalate { reason } => {
+                let m = &ctx.message;
+                self.store
+                    .set_conversation_mode(
+                        &m.phone_number_id,
+                        &m.wa_id,
+                        ConversationMode::Escalated,
+                        Some(&reason),
+                        now,
+                    )
+                    .await?;
+                return self.silence(id, SilenceReason::Escalated).await;
+            }
+        };
+        // Pace before claiming: the wait holds no ledger row, and the gates are re-checked after it.
+        self.pace(&ctx).await;
+        let (ledger_id, attempts) = match self
+            .store
+            .claim_reply(id, &text, self.clock.now_ms())
+            .await?
+        {
+            Claim::Claimed {
+                ledger_id,
+                attempts,
+            } => (ledger_id, attempts),
+            Claim::Silenced(reason) => {
+                self.count_silence(reason);
+                return Ok(JobResult::Silent(reason));
+            }
+            Claim::AlreadyDecided => return Ok(JobResult::Skipped),
+        };
+        let m = &ctx.message;
+        let to = recipient(&m.wa_id);
+        let callback = callback_for_ledger(ledger_id);
+        let reply = TextReply {
+            phone_number_id: &m.phone_number_id,
+            to: &to,
+            body: &text,
+            context_message_id: &m.message_id,
+            callback_data: &callback,
+        };
+        match self.sender.send_text(&reply).await {
+            Ok(accepted) => {
+                let now = self.clock.now_ms();
+                self.store
+                    .mark_sent(id, ledger_id, &accepted.message_id, now)
+                    .await?;
+                self.metrics.replies_sent.inc();
+                self.metrics
+                    .reply_latency
+                    .observe((now - m.received_at_ms).max(0) as f64 / 1000.0);
+                tracing::debug!(message.id = %m.message_id, attempts, "replied");
+                Ok(JobResult::Replied)
+            }
+            Err(error) => self.send_failed(&job, &ctx, ledger_id, error).await,
+        }
+    }
+
+    async fn send_failed(
+        &self,
+        job: &LeasedJob,
+        ctx: &ReplyContext,
+        ledger_id: i64,
+        error: SendError,
+    ) -> Result<JobResult, StoreError> {
+        let label = error.code_label();
+        let id = job.inbound_id;
+        if let SendError::Unknown(_) = error {
+            self.store
+                .mark_ambiguous(id, ledger_id, &label, self.clock.now_ms())
+                .await?;
+            self.metrics
+                .send_failures
+                .get_or_create(&[("class", "ambiguous")])
+                .inc();
+            tracing::warn!(message.id = %ctx.message.message_id, error = %error, "send outcome unknown; waiting for a status webhook");
+            return Ok(JobResult::Ambiguous);
+        }
+        match error.class() {
+            FailureClass::Retryable(hint) => {
+                self.metrics
+                    .send_failures
+                    .get_or_create(&[("class", "retryable")])
+                    .inc();
+                let detail = error.to_string();
+                self.retry_or_give_up(
+                    job,
+                    ctx,
+                    Some(ledger_id),
+                    hint.into(),
+                    error.retry_after(),
+                    &label,
+                    &detail,
+                )
+                .await
+            }
+            FailureClass::Permanent => {
+                self.metrics
+                    .send_failures
+                    .get_or_create(&[("class", "permanent")])
+                    .inc();
+                self.dead_letter(job, Some(ledger_id), &label, &error.to_string())
+                    .await
+            }
+            FailureClass::HaltSender => {
+                self.metrics
+                    .send_failures
+                    .get_or_create(&[("class", "halt")])
+                    .inc();
+                self.metrics.sends_halted.inc();
+                let now = self.clock.now_ms();
+                let next_probe = now + self.settings.halt_probe_interval_ms;
+                let phone = &ctx.message.phone_number_id;
+                tracing::error!(phone_number_id = %phone, error = %error, "sends paused for this number until a probe succeeds");
+                self.store
+                    .hold_sends(phone, &label, now, next_probe)
+                    .await?;
+                self.hold_locally(phone, next_probe);
+                self.store
+                    .retry_later(id, Some(ledger_id), next_probe, &label, true)
+                    .await?;
+                Ok(JobResult::Held)
+            }
+        }
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site per failure source; the arguments are the failure"
+    )]
+    async fn retry_or_give_up(
+        &self,
+        job: &LeasedJob,
+        ctx: &ReplyContext,
+        ledger_id: Option<i64>,
+        backoff: Backoff,
+        retry_after: Option<std::time::Duration>,
+        label: &str,
+        detail: &str,
+    ) -> Result<JobResult, StoreError> {
+        let now = self.clock.now_ms();
+        let closes = gates::window_closes_at_ms(ctx.snapshot.last_inbound_ts);
+        let jitter = rand::thread_rng().gen_range(0.0..1.0);
+        match self
+            .settings
+            .retry
+            .next(job.attempts, backoff, retry_after, now, closes, jitter)
+        {
+            RetryDecision::RetryAt(at) => {
+                self.store
+                    .retry_later(job.inbound_id, ledger_id, at, label, false)
+                    .await?;
+                Ok(JobResult::RetryScheduled)
+            }
+            RetryDecision::Exhausted => self.dead_letter(job, ledger_id, label, detail).await,
+            RetryDecision::WindowClosed => {
+                self.store
+                    .retry_later(job.inbound_id, ledger_id, now, label, false)
+                    .await?;
+                self.silence(job.inbound_id, SilenceReason::WindowClosed)
+                    .await
+            }
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        job: &LeasedJob,
+        ledger_id: Option<i64>,
+        label: &str,
+        detail: &str,
+    ) -> Result<JobResult, StoreError> {
+        let now = self.clock.now_ms();
+        self.store
+            .dead_letter_message(job.inbound_id, ledger_id, label, detail, job.attempts, now)
+            .await?;
+        self.metrics.dead_letters.inc();
+        tracing::warn!(
+            inbound_id = job.inbound_id,
+            error = label,
+            "reply dead-lettered"
+        );
+        Ok(JobResult::DeadLettered(label.to_owned()))
+    }
+
+    async fn silence(
+        &self,
+        inbound_id: i64,
+        reason: SilenceReason,
+    ) -> Result<JobResult, StoreError> {
+        if reason == SilenceReason::Answered {
+            // The ledger row owns this message's outcome.
+            self.store.drop_job(inbound_id).await?;
+        } else {
+            self.store
+                .finish_silent(inbound_id, reason, self.clock.now_ms())
+                .await?;
+        }
+        self.count_silence(reason);
+        Ok(JobResult::Silent(reason))
+    }
+
+    fn count_silence(&self, reason: SilenceReason) {
+        self.metrics
+            .replies_silenced
+            .get_or_create(&[("reason", reason.as_str())])
+            .inc();
+    }
+
+    async fn responder_input(&self, ctx: &ReplyContext) -> Result<ResponderInput, StoreError> {
+        let m = &ctx.message;
+        let wanted = self.responders.history_len(&m.phone_number_id);
+        let mut history = Vec::new();
+        if wanted > 0 {
+            for exchange in self
+                .store
+                .history(&m.phone_number_id, &m.wa_id, m.inbound_id, wanted)
+                .await?
+            {
+                history.push(HistoryItem {
+                    direction: Direction::Inbound,
+                    text: exchange.inbound_text,
+                    timestamp: exchange.inbound_ts,
+                });
+                history.push(HistoryItem {
+                    direction: Direction::Outbound,
+                    text: Some(exchange.reply_text),
+                    timestamp: exchange.inbound_ts,
+                });
+            }
+        }
+        Ok(ResponderInput {
+            message_id: m.message_id.clone(),
+            phone_number_id: m.phone_number_id.clone(),
+            wa_id: m.wa_id.clone(),
+            kind: m.kind.clone(),
+            text: m.text.clone(),
+            timestamp: m.timestamp,
+            contact_name: ctx.contact_name.clone(),
+            history,
+        })
+    }
+
+    /// Waits for the number's and the recipient's next send slot.
+    async fn pace(&self, ctx: &ReplyContext) {
+        let m = &ctx.message;
+        let now = self.clock.now_ms();
+        let number_slot = self.limiter.reserve(
+            &m.phone_number_id,
+            Pace::per_second(self.settings.rate_for(&m.phone_number_id)),
+            now,
+        );
+        let pair_key = format!("{}/{}", m.phone_number_id, m.wa_id);
+        let pair_slot = self
+            .limiter
+            .reserve(&pair_key, self.settings.pair_pace, now);
+        let wait_ms = number_slot.max(pair_slot) - now;
+        if wait_ms > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(wait_ms as u64)).await;
+        }
+    }
+}
