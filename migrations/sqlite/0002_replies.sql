@@ -28,6 +28,8 @@ CREATE TABLE ledger (
     claimed_at_ms   INTEGER NOT NULL,
     updated_at_ms   INTEGER NOT NULL
 );
+-- A conversation's replies: history for responders, and the sweep's `superseded` gate.
+CREATE INDEX ledger_by_conversation ON ledger (phone_number_id, wa_id, inbound_id);
 CREATE INDEX ledger_by_outbound ON ledger (outbound_id) WHERE outbound_id IS NOT NULL;
 CREATE INDEX ledger_unsettled ON ledger (updated_at_ms) WHERE state IN ('claimed', 'ambiguous');
 

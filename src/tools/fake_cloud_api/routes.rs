@@ -1,0 +1,314 @@
+//! HTTP routes of the fake: the send endpoint and the number probe (Cloud API shapes), plus
+//! `/sent` and `/faults` for tests, demos and benchmarks driving it from outside.
+//!
+//! A send is checked in the order the real API would reject it — authorization, halted
+//! number, request body, configured permanent error, throughput — and only then may a random
+//! fault be injected. Nothing is recorded unless the send was accepted (a held-back answer
+//! counts as accepted: the message went out, only the answer is late).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, Query, State};
+use axum::http::header::{AUTHORIZATION, RETRY_AFTER};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use super::RecordedSend;
+use super::state::{Faults, Injected, Shared};
+
+/// Meta's limit on `text.body`, in characters.
+const MAX_TEXT_CHARS: usize = 4096;
+
+pub(super) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/sent", get(list_sent).delete(clear_sent))
+        .route("/faults", get(get_faults).patch(patch_faults))
+        .route("/{version}/{phone_number_id}", get(probe))
+        .route("/{version}/{phone_number_id}/messages", post(send))
+        .with_state(shared)
+}
+
+async fn send(
+    State(shared): State<Arc<Shared>>,
+    Path((_version, phone_number_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    shared.pause(shared.latency).await;
+    let Some(authorization) = bearer(&headers) else {
+        return api_error(&shared, 190, "Authorization: Bearer <token> is required");
+    };
+    let faults = shared.faults();
+    if let Some(code) = faults.halt_code {
+        return api_error(&shared, code, "the number is halted (fake)");
+    }
+    let text = match parse_send(&body) {
+        Ok(Outgoing::Text(text)) => text,
+        Ok(Outgoing::MarkRead) => return Json(json!({ "success": true })).into_response(),
+        Err(details) => return api_error(&shared, 100, &details),
+    };
+    if let Some(code) = faults.permanent_error_code {
+        return api_error(&shared, code, "permanent error injected by the fake");
+    }
+    if !shared.take_throughput(&phone_number_id) {
+        // Documented as 429, observed as 400: answer 400 so callers must classify by code.
+        let details = "throughput (--max-mps) exceeded for this phone number id";
+        return api_error_with_status(&shared, StatusCode::BAD_REQUEST, 130_429, details);
+    }
+    let injected = shared.draw(&faults);
+    match injected {
+        Injected::ServerError { http_status, code } => {
+            let status = StatusCode::from_u16(http_status).unwrap_or(StatusCode::BAD_GATEWAY);
+            return api_error_with_status(&shared, status, code, "server error injected");
+        }
+        Injected::RateLimited { code } => {
+            let mut answer = api_error_with_status(
+                &shared,
+                StatusCode::TOO_MANY_REQUESTS,
+                code,
+                "rate limit injected",
+            );
+            answer
+                .headers_mut()
+                .insert(RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            return answer;
+        }
+        Injected::Timeout | Injected::None => {}
+    }
+
+    let recorded = RecordedSend {
+        phone_number_id,
+        to: text.to,
+        body: text.body,
+        context_message_id: text.context_message_id,
+        callback_data: text.callback_data,
+        message_id: shared.next_message_id(),
+        authorization: Some(authorization),
+        received_at_ms: now_ms(),
+    };
+    shared.record(recorded.clone());
+    if let Some(webhook) = &shared.webhook {
+        webhook.spawn_post(&recorded);
+    }
+    if injected == Injected::Timeout {
+        shared.pause(shared.timeout_delay).await;
+    }
+    Json(json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{ "input": recorded.to, "wa_id": recorded.to.trim_start_matches('+') }],
+        "messages": [{ "id": recorded.message_id }],
+    }))
+    .into_response()
+}
+
+async fn probe(
+    State(shared): State<Arc<Shared>>,
+    Path((_version, phone_number_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if bearer(&headers).is_none() {
+        return api_error(&shared, 190, "Authorization: Bearer <token> is required");
+    }
+    if let Some(code) = shared.faults().halt_code {
+        return api_error(&shared, code, "the number is halted (fake)");
+    }
+    Json(json!({ "id": phone_number_id })).into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct SentQuery {
+    count: Option<String>,
+}
+
+async fn list_sent(State(shared): State<Arc<Shared>>, Query(query): Query<SentQuery>) -> Response {
+    match query.count.as_deref() {
+        None | Some("0" | "false") => Json(shared.sends()).into_response(),
+        Some(_) => Json(json!({
+            "count": shared.send_count(),
+            "throughput_rejections": shared.throughput_rejections(),
+        }))
+        .into_response(),
+    }
+}
+
+async fn clear_sent(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.clear_sends();
+    StatusCode::NO_CONTENT
+}
+
+async fn get_faults(State(shared): State<Arc<Shared>>) -> Json<Faults> {
+    Json(shared.faults())
+}
+
+/// Partial update: only the keys present change; `null` clears an error code.
+async fn patch_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    let mut faults = shared.faults();
+    if let Err(problem) = apply_patch(&mut faults, &body) {
+        let answer = json!({ "error": problem });
+        return (StatusCode::BAD_REQUEST, Json(answer)).into_response();
+    }
+    shared.update_faults(|current| *current = faults);
+    Json(faults).into_response()
+}
+
+fn apply_patch(faults: &mut Faults, body: &[u8]) -> Result<(), String> {
+    let patch: Map<String, Value> =
+        serde_json::from_slice(body).map_err(|e| format!("expected a JSON object: {e}"))?;
+    for (key, value) in patch {
+        let code = || match &value {
+            Value::Null => Ok(None),
+            v => v.as_i64().map(Some).ok_or(format!("{key} must be an integer or null")),
+        };
+        let ratio = || match value.as_f64() {
+            Some(r) if (0.0..=1.0).contains(&r) => Ok(r),
+            _ => Err(format!("{key} must be a number between 0 and 1")),
+        };
+        match key.as_str() {
+            "permanent_error_code" => faults.permanent_error_code = code()?,
+            "halt_code" => faults.halt_code = code()?,
+            "error_5xx_ratio" => faults.error_5xx_ratio = ratio()?,
+            "rate_limit_ratio" => faults.rate_limit_ratio = ratio()?,
+            "timeout_ratio" => faults.timeout_ratio = ratio()?,
+            other => return Err(format!("unknown fault {other:?}")),
+        }
+    }
+    Ok(())
+}
+
+/// The whole `Authorization` value when it is `Bearer <something>`.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| value.to_owned())
+}
+
+enum Outgoing {
+    Text(TextSend),
+    /// `{"status":"read","message_id":…}`: acknowledged, not a send.
+    MarkRead,
+}
+
+struct TextSend {
+    to: String,
+    body: String,
+    context_message_id: Option<String>,
+    callback_data: Option<String>,
+}
+
+/// Validates a send body as WHATSAPP.md §5 describes; `Err` carries the `error_data.details`.
+fn parse_send(body: &[u8]) -> Result<Outgoing, String> {
+    let value: Value = serde_json::from_slice(body).map_err(|_| "body is not JSON".to_owned())?;
+    let message = value.as_object().ok_or("body is not a JSON object")?;
+    let text = |key: &str| message.get(key).and_then(Value::as_str);
+    if text("messaging_product") != Some("whatsapp") {
+        return Err("messaging_product must be \"whatsapp\"".into());
+    }
+    if text("status") == Some("read") {
+        return match text("message_id") {
+            Some(id) if !id.is_empty() => Ok(Outgoing::MarkRead),
+            _ => Err("message_id is required to mark a message as read".into()),
+        };
+    }
+    if !matches!(text("recipient_type"), None | Some("individual" | "group")) {
+        return Err("recipient_type must be \"individual\" or \"group\"".into());
+    }
+    let to = text("to").filter(|to| !to.trim().is_empty());
+    let to = to.ok_or("to is required")?.to_owned();
+    match text("type") {
+        None | Some("text") => {}
+        Some(other) => return Err(format!("type {other:?} is not supported by the fake")),
+    }
+    let body = message.get("text").and_then(|t| t.get("body"));
+    let body = body.and_then(Value::as_str).filter(|b| !b.is_empty());
+    let body = body.ok_or("text.body is required")?;
+    if body.chars().count() > MAX_TEXT_CHARS {
+        return Err(format!("text.body must be at most {MAX_TEXT_CHARS} characters"));
+    }
+    let context_message_id = match message.get("context") {
+        None => None,
+        Some(context) => Some(
+            context
+                .get("message_id")
+                .and_then(Value::as_str)
+                .ok_or("context.message_id must be a string")?
+                .to_owned(),
+        ),
+    };
+    let callback_data = match message.get("biz_opaque_callback_data") {
+        None => None,
+        Some(Value::String(data)) => Some(data.clone()),
+        Some(_) => return Err("biz_opaque_callback_data must be a string".into()),
+    };
+    Ok(Outgoing::Text(TextSend {
+        to,
+        body: body.to_owned(),
+        context_message_id,
+        callback_data,
+    }))
+}
+
+/// An error answer with the HTTP status the real API uses for `code`.
+fn api_error(shared: &Shared, code: i64, details: &str) -> Response {
+    api_error_with_status(shared, http_status_for(code), code, details)
+}
+
+fn api_error_with_status(shared: &Shared, status: StatusCode, code: i64, details: &str) -> Response {
+    let body = json!({
+        "error": {
+            "message": format!("(#{code}) {}", title_for(code)),
+            "type": "OAuthException",
+            "code": code,
+            "error_data": { "messaging_product": "whatsapp", "details": details },
+            "fbtrace_id": shared.next_trace_id(),
+        }
+    });
+    (status, Json(body)).into_response()
+}
+
+/// HTTP statuses per WHATSAPP.md §5; everything else is 400.
+pub(super) fn http_status_for(code: i64) -> StatusCode {
+    match code {
+        0 | 190 => StatusCode::UNAUTHORIZED,
+        10 | 200..=299 | 368 | 131_005 | 131_031 => StatusCode::FORBIDDEN,
+        4 | 80_007 | 130_429 | 131_048 | 131_056 => StatusCode::TOO_MANY_REQUESTS,
+        3 | 131_000 => StatusCode::INTERNAL_SERVER_ERROR,
+        2 | 131_016 => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+fn title_for(code: i64) -> &'static str {
+    match code {
+        0 => "AuthException",
+        190 => "Access token has expired",
+        1 => "API Unknown",
+        2 => "API Service",
+        4 => "API Too Many Calls",
+        10 | 200..=299 => "Permission denied",
+        100 => "Invalid parameter",
+        368 => "Temporarily blocked for policies violations",
+        80_007 => "Rate limit issues",
+        130_429 => "Rate limit hit",
+        131_000 => "Something went wrong",
+        131_005 => "Access denied",
+        131_016 => "Service unavailable",
+        131_026 => "Message undeliverable",
+        131_031 => "Account has been locked",
+        131_047 => "Re-engagement message",
+        131_048 => "Spam rate limit hit",
+        131_049 => "Meta chose not to deliver",
+        131_056 => "(Business Account, Consumer Account) pair rate limit hit",
+        133_010 => "Phone number not registered",
+        _ => "Error",
+    }
+}
+
+fn now_ms() -> i64 {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH);
+    since_epoch.map_or(0, |d| d.as_millis() as i64)
+}

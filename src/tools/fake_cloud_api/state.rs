@@ -1,0 +1,194 @@
+//! The fake's shared state: current faults, the send record, per-number throughput buckets and
+//! the seeded random source that decides which sends get an injected fault.
+//!
+//! Every lock here is a `std::sync::Mutex` held for a few instructions and never across an
+//! `.await`, so handlers and test-side setters can share it freely.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::RecordedSend;
+use super::webhook::StatusWebhook;
+
+/// Faults that can be changed while the fake runs (from tests, or `PATCH /faults`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub(super) struct Faults {
+    /// Every send is answered with this error code.
+    pub permanent_error_code: Option<i64>,
+    /// Every send and every probe is answered with this (halt-class) error code.
+    pub halt_code: Option<i64>,
+    pub error_5xx_ratio: f64,
+    pub rate_limit_ratio: f64,
+    pub timeout_ratio: f64,
+}
+
+/// A fault drawn for one send that passed validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Injected {
+    None,
+    ServerError { http_status: u16, code: i64 },
+    RateLimited { code: i64 },
+    /// Accept and record the send, then hold the answer back.
+    Timeout,
+}
+
+/// Server errors the real API answers: 500 with 131000, 503 with 131016 or 2.
+const SERVER_ERRORS: [(u16, i64); 3] = [(500, 131_000), (503, 131_016), (503, 2)];
+/// Rate-limit codes answered as 429: throughput and account (WABA) limits.
+const RATE_LIMIT_CODES: [i64; 2] = [130_429, 80_007];
+
+pub(super) struct Shared {
+    pub latency: Duration,
+    pub timeout_delay: Duration,
+    pub max_mps: Option<u32>,
+    pub webhook: Option<StatusWebhook>,
+    pub shutdown: CancellationToken,
+    faults: Mutex<Faults>,
+    rng: Mutex<StdRng>,
+    sends: Mutex<Vec<RecordedSend>>,
+    buckets: Mutex<HashMap<String, Bucket>>,
+    /// Distinguishes this run's message ids from an earlier run's, so a store that outlives the
+    /// fake never sees the same outbound id twice.
+    run_id: String,
+    next_message: AtomicU64,
+    next_trace: AtomicU64,
+    throughput_rejections: AtomicU64,
+}
+
+/// A token bucket of `max_mps` tokens refilled at `max_mps` per second: one second of burst.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Shared {
+    pub fn new(
+        faults: Faults,
+        latency: Duration,
+        timeout_delay: Duration,
+        max_mps: Option<u32>,
+        webhook: Option<StatusWebhook>,
+        seed: u64,
+        run_id: String,
+    ) -> Self {
+        Self {
+            latency,
+            timeout_delay,
+            max_mps,
+            webhook,
+            shutdown: CancellationToken::new(),
+            faults: Mutex::new(faults),
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            sends: Mutex::new(Vec::new()),
+            buckets: Mutex::new(HashMap::new()),
+            run_id,
+            next_message: AtomicU64::new(1),
+            next_trace: AtomicU64::new(1),
+            throughput_rejections: AtomicU64::new(0),
+        }
+    }
+
+    pub fn faults(&self) -> Faults {
+        *lock(&self.faults)
+    }
+
+    pub fn update_faults(&self, change: impl FnOnce(&mut Faults)) {
+        change(&mut lock(&self.faults));
+    }
+
+    /// One independent draw per configured ratio, in the order 5xx, 429, timeout.
+    pub fn draw(&self, faults: &Faults) -> Injected {
+        let mut rng = lock(&self.rng);
+        if rng.gen_bool(faults.error_5xx_ratio.clamp(0.0, 1.0)) {
+            let (http_status, code) = SERVER_ERRORS[rng.gen_range(0..SERVER_ERRORS.len())];
+            return Injected::ServerError { http_status, code };
+        }
+        if rng.gen_bool(faults.rate_limit_ratio.clamp(0.0, 1.0)) {
+            let code = RATE_LIMIT_CODES[rng.gen_range(0..RATE_LIMIT_CODES.len())];
+            return Injected::RateLimited { code };
+        }
+        if rng.gen_bool(faults.timeout_ratio.clamp(0.0, 1.0)) {
+            return Injected::Timeout;
+        }
+        Injected::None
+    }
+
+    /// Takes one send from the number's throughput budget; `false` (and counted) when it is spent.
+    pub fn take_throughput(&self, phone_number_id: &str) -> bool {
+        let Some(max_mps) = self.max_mps else {
+            return true;
+        };
+        let rate = f64::from(max_mps.max(1));
+        let now = Instant::now();
+        let mut buckets = lock(&self.buckets);
+        let bucket = buckets
+            .entry(phone_number_id.to_owned())
+            .or_insert(Bucket {
+                tokens: rate,
+                at: now,
+            });
+        let refill = now.duration_since(bucket.at).as_secs_f64() * rate;
+        bucket.tokens = (bucket.tokens + refill).min(rate);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            self.throughput_rejections.fetch_add(1, Ordering::Relaxed);
+            false
+        }
+    }
+
+    pub fn throughput_rejections(&self) -> u64 {
+        self.throughput_rejections.load(Ordering::Relaxed)
+    }
+
+    pub fn next_message_id(&self) -> String {
+        let n = self.next_message.fetch_add(1, Ordering::Relaxed);
+        format!("wamid.FAKE.{}.{n}", self.run_id)
+    }
+
+    pub fn next_trace_id(&self) -> String {
+        let n = self.next_trace.fetch_add(1, Ordering::Relaxed);
+        format!("AFakeTrace{}x{n}", self.run_id)
+    }
+
+    pub fn record(&self, send: RecordedSend) {
+        lock(&self.sends).push(send);
+    }
+
+    pub fn sends(&self) -> Vec<RecordedSend> {
+        lock(&self.sends).clone()
+    }
+
+    pub fn send_count(&self) -> usize {
+        lock(&self.sends).len()
+    }
+
+    pub fn clear_sends(&self) {
+        lock(&self.sends).clear();
+    }
+
+    /// Sleeps unless the fake is shutting down, so a held-back answer never delays shutdown.
+    pub async fn pause(&self, duration: Duration) {
+        if duration.is_zero() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => {}
+            _ = self.shutdown.cancelled() => {}
+        }
+    }
+}
+
+/// A panic elsewhere must not wedge the fake: the data behind these locks stays consistent.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
