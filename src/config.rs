@@ -62,6 +62,8 @@ pub struct Config {
     pub job_lease: Duration,
     /// Attempts per reply, the first included, before the message is dead-lettered.
     pub max_attempts: u32,
+    /// Attempts for failures the API itself cannot explain (codes 1 and 131000): fewer, then the DLQ.
+    pub max_attempts_unexplained: u32,
     #[serde(with = "humantime_serde")]
     pub retry_base: Duration,
     #[serde(with = "humantime_serde")]
@@ -125,6 +127,7 @@ impl Default for Config {
             worker_concurrency: 32,
             job_lease: Duration::from_secs(60),
             max_attempts: 7,
+            max_attempts_unexplained: 4,
             retry_base: Duration::from_secs(1),
             retry_cap: Duration::from_secs(5 * 60),
             send_rate_per_second: 80,

@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod secret;
 pub mod store;
+pub mod sweep;
 pub mod tools;
 pub mod whatsapp;
 pub mod worker;

@@ -12,7 +12,7 @@ use replyd::clock::Clock;
 use replyd::config::Config;
 use replyd::domain::Provider;
 use replyd::store::DeadLetterAction;
-use replyd::tools::simulate;
+use replyd::tools::{fake_cloud_api, simulate};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,6 +41,8 @@ enum Command {
     },
     /// Send signed, realistic webhook traffic to a URL and print a summary.
     Simulate(simulate::SimulateArgs),
+    /// A local stand-in for the Cloud API send endpoint: records every send, injects faults.
+    FakeCloudApi(fake_cloud_api::FakeCloudArgs),
     /// The dead-letter queue: messages that could not be answered, payloads that could not be read.
     Dlq {
         #[command(subcommand)]
@@ -82,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Spool {
             command: SpoolCommand::Replay,
         } => spool_replay(load(&cli.config)?).await,
+        Command::FakeCloudApi(args) => fake_cloud_api::run(args).await,
         Command::Dlq { command } => dlq(load(&cli.config)?, command).await,
         Command::Simulate(args) => {
             let json = args.json;

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod error;
 pub mod health;
+pub mod sweep;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub fn router(state: AppState) -> Router {
             "/contacts/{phone_number_id}/{wa_id}/{action}",
             post(admin::contact_consent),
         )
+        .route("/sweep", post(sweep::run))
+        .route("/sweeps", get(sweep::history))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,

@@ -9,6 +9,7 @@
 //! - a dead letter is unique per content, so replaying a spool or a re-delivery adds nothing.
 
 mod sqlite;
+mod sweep;
 
 use std::time::Duration;
 
@@ -20,6 +21,9 @@ use crate::domain::{
 use crate::whatsapp::PayloadError;
 
 pub use sqlite::SqliteStore;
+pub use sweep::{
+    SweepAction, SweepBatch, SweepBatchResult, SweepCursor, SweepDecision, SweepMode, SweepRun,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -56,6 +56,7 @@ impl WorkerSettings {
                 base: config.retry_base,
                 cap: config.retry_cap,
                 max_attempts: config.max_attempts.max(1),
+                limited_attempts: config.max_attempts_unexplained.max(1),
                 ..RetryPolicy::default()
             },
             default_rate: config.send_rate_per_second,

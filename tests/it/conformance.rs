@@ -55,6 +55,9 @@ conformance!(
         statuses_move_the_ledger_forward_only,
         a_status_with_our_callback_settles_an_ambiguous_send,
         quiet_ambiguous_sends_become_replayable_dead_letters,
+        the_sweep_decides_each_pending_message_by_the_gates,
+        sweep_batches_resume_after_their_cursor_and_add_up_to_one_run,
+        the_sweep_lock_has_one_holder_until_released_or_expired,
     ]
 );
 
@@ -417,4 +420,308 @@ async fn quiet_ambiguous_sends_become_replayable_dead_letters(store: Store) {
     assert_eq!(store.message("x").await.unwrap().unwrap().outcome, None, "pending again");
     let job = store.lease_jobs(NOW_MS, 60_000, 10).await.unwrap()[0];
     assert!(matches!(store.claim_reply(job.inbound_id, "hi", NOW_MS).await.unwrap(), Claim::Claimed { .. }));
+}
+
+// ---- the reconcile sweep ----
+
+/// The sweep runs a minute after ingest, with a 30 s grace period.
+const SWEEP_MS: i64 = NOW_MS + 60_000;
+const GRACE_MS: i64 = 30_000;
+
+fn sweep_batch(
+    mode: replyd::store::SweepMode,
+    after: Option<replyd::store::SweepCursor>,
+    limit: u32,
+) -> replyd::store::SweepBatch {
+    replyd::store::SweepBatch {
+        mode,
+        after,
+        limit,
+        now_ms: SWEEP_MS,
+        grace_ms: GRACE_MS,
+    }
+}
+
+async fn inbound_id_of(store: &Store, jobs: &[replyd::store::LeasedJob], id: &str) -> i64 {
+    leased_ids(store, jobs)
+        .await
+        .into_iter()
+        .find(|(m, _)| m == id)
+        .unwrap_or_else(|| panic!("{id} leased"))
+        .1
+}
+
+async fn the_sweep_decides_each_pending_message_by_the_gates(store: Store) {
+    use replyd::store::{SweepAction, SweepMode};
+    use std::collections::BTreeMap;
+    let batch = vec![
+        msg("lost", "A", TS),
+        msg("opted", "B", TS),
+        msg("held", "C", TS),
+        msg("esc", "D", TS),
+        msg("queued", "E", TS),
+        msg("claimed", "F", TS),
+        msg("old", "G", TS - 2 * 86_400),
+        msg("h1", "H", TS),
+        msg("h2", "H", TS + 10),
+        msg("young", "I", TS + 100),
+    ];
+    store
+        .ingest_batch(&[messages(batch)], NOW_MS)
+        .await
+        .unwrap();
+    let all = store.lease_jobs(NOW_MS, 600_000, 100).await.unwrap();
+    for id in ["lost", "h1"] {
+        store
+            .drop_job(inbound_id_of(&store, &all, id).await)
+            .await
+            .unwrap();
+    }
+    store.set_opted_out("111", "B", true, NOW_MS).await.unwrap();
+    store
+        .set_conversation_mode("111", "C", ConversationMode::Operator, Some("ana"), NOW_MS)
+        .await
+        .unwrap();
+    store
+        .set_conversation_mode(
+            "111",
+            "D",
+            ConversationMode::Escalated,
+            Some("angry"),
+            NOW_MS,
+        )
+        .await
+        .unwrap();
+    let claimed = inbound_id_of(&store, &all, "claimed").await;
+    assert!(matches!(
+        store.claim_reply(claimed, "hi", NOW_MS).await.unwrap(),
+        Claim::Claimed { .. }
+    ));
+    // h1's job is gone, so h2 heads its conversation once leased again; it gets answered.
+    let h2 = store.lease_jobs(NOW_MS + 1, 600_000, 100).await.unwrap();
+    let h2 = inbound_id_of(&store, &h2, "h2").await;
+    let Claim::Claimed { ledger_id, .. } = store.claim_reply(h2, "hi", NOW_MS).await.unwrap()
+    else {
+        panic!("h2 claimed")
+    };
+    store
+        .mark_sent(h2, ledger_id, "wamid.out.h2", NOW_MS)
+        .await
+        .unwrap();
+
+    // Delivered late: old payload, arrived 10 s before the sweep (inside the grace period).
+    let late_ms = SWEEP_MS - 10_000;
+    store
+        .ingest_batch(&[messages(vec![msg("late", "J", TS)])], late_ms)
+        .await
+        .unwrap();
+    let late = store.lease_jobs(late_ms, 600_000, 100).await.unwrap();
+    store
+        .drop_job(inbound_id_of(&store, &late, "late").await)
+        .await
+        .unwrap();
+
+    let expected = BTreeMap::from([
+        ("claimed", SweepAction::Skip(SilenceReason::Answered)),
+        ("esc", SweepAction::Silent(SilenceReason::Escalated)),
+        ("h1", SweepAction::Silent(SilenceReason::Superseded)),
+        ("held", SweepAction::Silent(SilenceReason::Operator)),
+        ("late", SweepAction::Skip(SilenceReason::InFlight)),
+        ("lost", SweepAction::Requeue),
+        ("old", SweepAction::Silent(SilenceReason::WindowClosed)),
+        ("opted", SweepAction::Silent(SilenceReason::OptedOut)),
+        ("queued", SweepAction::Skip(SilenceReason::InFlight)),
+    ]);
+    let decided = |r: &replyd::store::SweepBatchResult| -> BTreeMap<&'static str, SweepAction> {
+        r.decisions
+            .iter()
+            .map(|d| {
+                (
+                    *expected.keys().find(|k| **k == d.message_id).unwrap(),
+                    d.action,
+                )
+            })
+            .collect()
+    };
+    let depth = store.queue_depth().await.unwrap();
+    let dry = store
+        .sweep_batch(&sweep_batch(SweepMode::DryRun, None, 100))
+        .await
+        .unwrap();
+    assert_eq!((dry.run_id, dry.next), (None, None));
+    assert_eq!(
+        decided(&dry),
+        expected,
+        "young (inside the grace period) and h2 (replied) are not candidates"
+    );
+    assert_eq!(
+        store.message("opted").await.unwrap().unwrap().outcome,
+        None,
+        "a dry run writes nothing"
+    );
+    assert_eq!(store.queue_depth().await.unwrap(), depth);
+    assert!(store.sweep_runs(10).await.unwrap().is_empty());
+
+    let done = store
+        .sweep_batch(&sweep_batch(SweepMode::Act { run_id: None }, None, 100))
+        .await
+        .unwrap();
+    assert_eq!(
+        done.decisions, dry.decisions,
+        "the same snapshot, the same decisions"
+    );
+    let outcome = |id: &'static str| {
+        let store = store.clone();
+        async move { store.message(id).await.unwrap().unwrap().outcome }
+    };
+    for (id, action) in &expected {
+        let want = match action {
+            SweepAction::Silent(reason) => Some(Outcome::Silent(*reason)),
+            _ => None,
+        };
+        assert_eq!(outcome(id).await, want, "{id}");
+    }
+    let s = store.summary().await.unwrap();
+    // Left with a job: lost (re-enqueued), queued and claimed (untouched), young (its own).
+    assert_eq!(
+        s.jobs_total, 4,
+        "silenced messages lose their jobs, skipped ones keep theirs"
+    );
+    let runs = store.sweep_runs(10).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(
+        (Some(run.id), run.finished_at_ms, run.dry_run),
+        (done.run_id, Some(SWEEP_MS), false)
+    );
+    assert_eq!((run.scanned, run.requeued), (9, 1));
+    assert_eq!(run.counts.get(&SilenceReason::InFlight), Some(&2));
+    assert_eq!(run.counts.values().sum::<u64>(), 8);
+    let (_, recorded) = store.sweep_run(run.id).await.unwrap().unwrap();
+    assert_eq!(recorded.len(), 9);
+    assert!(recorded.iter().all(|d| done.decisions.contains(d)));
+
+    // The next run finds the re-enqueued message in flight and changes nothing else.
+    let again = store
+        .sweep_batch(&sweep_batch(SweepMode::Act { run_id: None }, None, 100))
+        .await
+        .unwrap();
+    let lost = again
+        .decisions
+        .iter()
+        .find(|d| d.message_id == "lost")
+        .unwrap();
+    assert_eq!(lost.action, SweepAction::Skip(SilenceReason::InFlight));
+    assert_eq!(again.decisions.len(), 4, "lost, queued, claimed, late");
+    assert_eq!(
+        store.summary().await.unwrap().jobs_total,
+        4,
+        "never a second job"
+    );
+}
+
+async fn sweep_batches_resume_after_their_cursor_and_add_up_to_one_run(store: Store) {
+    use replyd::store::{SweepAction, SweepMode};
+    let batch: Vec<_> = (0..5)
+        .map(|i| msg(&format!("p{i}"), &format!("{i}"), TS + i))
+        .collect();
+    store
+        .ingest_batch(&[messages(batch)], NOW_MS)
+        .await
+        .unwrap();
+    let all = store.lease_jobs(NOW_MS, 600_000, 100).await.unwrap();
+    for job in &all {
+        store.drop_job(job.inbound_id).await.unwrap();
+    }
+    let first = store
+        .sweep_batch(&sweep_batch(SweepMode::Act { run_id: None }, None, 2))
+        .await
+        .unwrap();
+    let run_id = first.run_id.expect("a run was started");
+    let (run, _) = store.sweep_run(run_id).await.unwrap().unwrap();
+    assert_eq!(run.finished_at_ms, None, "unfinished until its last batch");
+    let mut seen: Vec<String> = first
+        .decisions
+        .iter()
+        .map(|d| d.message_id.clone())
+        .collect();
+    let mut after = first.next;
+    while let Some(cursor) = after {
+        let next = store
+            .sweep_batch(&sweep_batch(
+                SweepMode::Act {
+                    run_id: Some(run_id),
+                },
+                Some(cursor),
+                2,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(next.run_id, Some(run_id));
+        assert!(
+            next.decisions
+                .iter()
+                .all(|d| d.action == SweepAction::Requeue)
+        );
+        seen.extend(next.decisions.iter().map(|d| d.message_id.clone()));
+        after = next.next;
+    }
+    assert_eq!(
+        seen,
+        ["p0", "p1", "p2", "p3", "p4"],
+        "oldest payload first, each once"
+    );
+    let (run, decisions) = store.sweep_run(run_id).await.unwrap().unwrap();
+    assert_eq!((run.scanned, run.requeued, decisions.len()), (5, 5, 5));
+    assert_eq!(run.finished_at_ms, Some(SWEEP_MS));
+    assert_eq!(store.summary().await.unwrap().jobs_total, 5);
+}
+
+async fn the_sweep_lock_has_one_holder_until_released_or_expired(store: Store) {
+    assert!(store.try_lock("sweep", "a", 1_000, NOW_MS).await.unwrap());
+    assert!(
+        !store
+            .try_lock("sweep", "b", 1_000, NOW_MS + 500)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .try_lock("sweep", "a", 1_000, NOW_MS + 900)
+            .await
+            .unwrap(),
+        "the holder renews"
+    );
+    assert!(
+        !store
+            .try_lock("sweep", "b", 1_000, NOW_MS + 1_500)
+            .await
+            .unwrap(),
+        "renewed until +1900"
+    );
+    assert!(
+        store.try_lock("other", "b", 1_000, NOW_MS).await.unwrap(),
+        "locks are per name"
+    );
+    store.unlock("sweep", "b").await.unwrap(); // not b's: nothing happens
+    assert!(
+        !store
+            .try_lock("sweep", "b", 1_000, NOW_MS + 1_800)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .try_lock("sweep", "b", 1_000, NOW_MS + 1_900)
+            .await
+            .unwrap(),
+        "an expired lease is free"
+    );
+    store.unlock("sweep", "b").await.unwrap();
+    assert!(
+        store
+            .try_lock("sweep", "c", 1_000, NOW_MS + 1_901)
+            .await
+            .unwrap()
+    );
 }

@@ -8,3 +8,4 @@ mod ingest;
 mod properties;
 mod replies;
 mod spool;
+mod sweep;

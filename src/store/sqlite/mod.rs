@@ -11,6 +11,7 @@ use sqlx::{Row, Sqlite, Transaction};
 
 mod ingest;
 mod replies;
+mod sweep;
 
 pub(super) type Tx<'c> = Transaction<'c, Sqlite>;
 

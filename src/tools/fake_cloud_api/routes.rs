@@ -162,7 +162,10 @@ fn apply_patch(faults: &mut Faults, body: &[u8]) -> Result<(), String> {
     for (key, value) in patch {
         let code = || match &value {
             Value::Null => Ok(None),
-            v => v.as_i64().map(Some).ok_or(format!("{key} must be an integer or null")),
+            v => v
+                .as_i64()
+                .map(Some)
+                .ok_or(format!("{key} must be an integer or null")),
         };
         let ratio = || match value.as_f64() {
             Some(r) if (0.0..=1.0).contains(&r) => Ok(r),
@@ -227,7 +230,9 @@ fn parse_send(body: &[u8]) -> Result<Outgoing, String> {
     let body = body.and_then(Value::as_str).filter(|b| !b.is_empty());
     let body = body.ok_or("text.body is required")?;
     if body.chars().count() > MAX_TEXT_CHARS {
-        return Err(format!("text.body must be at most {MAX_TEXT_CHARS} characters"));
+        return Err(format!(
+            "text.body must be at most {MAX_TEXT_CHARS} characters"
+        ));
     }
     let context_message_id = match message.get("context") {
         None => None,
@@ -257,7 +262,12 @@ fn api_error(shared: &Shared, code: i64, details: &str) -> Response {
     api_error_with_status(shared, http_status_for(code), code, details)
 }
 
-fn api_error_with_status(shared: &Shared, status: StatusCode, code: i64, details: &str) -> Response {
+fn api_error_with_status(
+    shared: &Shared,
+    status: StatusCode,
+    code: i64,
+    details: &str,
+) -> Response {
     let body = json!({
         "error": {
             "message": format!("(#{code}) {}", title_for(code)),

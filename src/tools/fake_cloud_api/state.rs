@@ -33,8 +33,13 @@ pub(super) struct Faults {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Injected {
     None,
-    ServerError { http_status: u16, code: i64 },
-    RateLimited { code: i64 },
+    ServerError {
+        http_status: u16,
+        code: i64,
+    },
+    RateLimited {
+        code: i64,
+    },
     /// Accept and record the send, then hold the answer back.
     Timeout,
 }
@@ -128,12 +133,10 @@ impl Shared {
         let rate = f64::from(max_mps.max(1));
         let now = Instant::now();
         let mut buckets = lock(&self.buckets);
-        let bucket = buckets
-            .entry(phone_number_id.to_owned())
-            .or_insert(Bucket {
-                tokens: rate,
-                at: now,
-            });
+        let bucket = buckets.entry(phone_number_id.to_owned()).or_insert(Bucket {
+            tokens: rate,
+            at: now,
+        });
         let refill = now.duration_since(bucket.at).as_secs_f64() * rate;
         bucket.tokens = (bucket.tokens + refill).min(rate);
         bucket.at = now;
@@ -190,5 +193,7 @@ impl Shared {
 
 /// A panic elsewhere must not wedge the fake: the data behind these locks stays consistent.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

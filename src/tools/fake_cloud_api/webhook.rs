@@ -117,3 +117,111 @@ pub(super) fn sent_status_body(send: &RecordedSend, now: SystemTime) -> Vec<u8> 
     let raw = root.to_string().into_bytes();
     signature::escape_unicode(&raw).unwrap_or(raw)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::body::Bytes;
+    use axum::http::HeaderMap;
+    use axum::routing::post;
+    use tokio::sync::mpsc;
+
+    use super::super::FakeCloudArgs;
+    use super::super::tests::{TOKEN, reply, start};
+    use super::*;
+    use crate::domain::DeliveryStatus;
+    use crate::whatsapp::cloud;
+    use crate::whatsapp::send::{CloudClient, SendError, TextReply};
+
+    /// A webhook receiver that forwards every (signature header, body) it gets.
+    async fn receiver() -> (String, mpsc::UnboundedReceiver<(Option<String>, Bytes)>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let router = Router::new().route(
+            "/webhook",
+            post(move |headers: HeaderMap, body: Bytes| async move {
+                let signature = headers
+                    .get(signature::HEADER)
+                    .map(|v| v.to_str().unwrap().to_owned());
+                tx.send((signature, body)).unwrap();
+                "ok"
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        (format!("http://{addr}/webhook"), rx)
+    }
+
+    #[tokio::test]
+    async fn accepted_sends_post_a_signed_sent_status_webhook() {
+        let (url, mut webhooks) = receiver().await;
+        let args = FakeCloudArgs {
+            status_webhook_url: Some(url),
+            app_secret: Some("app-secret".into()),
+            ..FakeCloudArgs::default()
+        };
+        let (fake, client) = start(args).await;
+        let accepted = client.send_text(TOKEN, &reply("héllo")).await.unwrap();
+        let (header, body) = tokio::time::timeout(Duration::from_secs(5), webhooks.recv())
+            .await
+            .expect("a status webhook within 5 s")
+            .unwrap();
+        let verified =
+            signature::verify(b"app-secret", header.as_deref().map(str::as_bytes), &body);
+        assert_eq!(verified, Ok(()));
+        let notification = cloud::parse_notification(&body).unwrap();
+        let status = &notification.statuses[0];
+        assert_eq!(status.message_id.as_str(), accepted.message_id);
+        assert_eq!(status.status, DeliveryStatus::Sent);
+        assert_eq!(status.callback_data.as_deref(), Some("ledger-1"));
+        assert_eq!(status.phone_number_id.as_str(), "1001");
+
+        // A held-back send still gets its webhook, before its answer.
+        fake.set_timeout_ratio(1.0);
+        let impatient = CloudClient::new(&fake.base_url(), Duration::from_millis(300));
+        let held = TextReply {
+            callback_data: "ledger-2",
+            ..reply("hi")
+        };
+        assert!(matches!(
+            impatient.send_text(TOKEN, &held).await,
+            Err(SendError::Unknown(_))
+        ));
+        let (_, body) = tokio::time::timeout(Duration::from_secs(5), webhooks.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let notification = cloud::parse_notification(&body).unwrap();
+        assert_eq!(
+            notification.statuses[0].callback_data.as_deref(),
+            Some("ledger-2")
+        );
+        assert_eq!(
+            notification.statuses[0].message_id.as_str(),
+            fake.sends()[1].message_id
+        );
+        fake.shutdown().await;
+    }
+
+    #[test]
+    fn the_body_omits_absent_callback_data_and_the_plus_sign() {
+        let send = RecordedSend {
+            phone_number_id: "1001".into(),
+            to: "+4915550001111".into(),
+            body: "x".into(),
+            context_message_id: None,
+            callback_data: None,
+            message_id: "wamid.FAKE.1".into(),
+            authorization: None,
+            received_at_ms: 0,
+        };
+        let body = sent_status_body(&send, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let status = &value["entry"][0]["changes"][0]["value"]["statuses"][0];
+        assert_eq!(status["recipient_id"], "4915550001111");
+        assert_eq!(status["timestamp"], "1700000000");
+        assert!(status.get("biz_opaque_callback_data").is_none());
+    }
+}

@@ -1,0 +1,357 @@
+//! The sweep on SQLite: one `BEGIN IMMEDIATE` transaction per batch on the writer connection
+//! (a dry run reads the same snapshot in a read transaction), set-based writes via `json_each`.
+//!
+//! Cost: candidates come from the partial index `inbound_pending`, the gate inputs are primary
+//! key lookups, and `superseded` looks at the conversation's ledger rows only when the contact
+//! has a message newer than the candidate, newest first (a newer answer is usually found at once).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{SqliteStore, Tx, corrupt};
+use crate::domain::gates::{self, ConversationMode, GateSnapshot, LedgerState, SweepFacts};
+use crate::domain::{Outcome, SilenceReason};
+use crate::store::{
+    StoreError, SweepAction, SweepBatch, SweepBatchResult, SweepCursor, SweepDecision, SweepMode,
+    SweepRun,
+};
+
+/// Pending messages after the cursor, oldest payload first, with everything the gates read.
+/// `INDEXED BY` pins the plan to the pending index: a plan over the whole table would be a
+/// silent regression from milliseconds to seconds.
+const CANDIDATES_SQL: &str = "
+    SELECT m.id, m.message_id, m.payload_ts, m.received_at_ms,
+           coalesce(c.opted_out, 0) AS opted_out,
+           coalesce(c.last_inbound_ts, m.payload_ts) AS last_inbound_ts,
+           coalesce(v.mode, 'bot') AS mode,
+           l.state AS ledger_state,
+           j.inbound_id IS NOT NULL AS has_job,
+           CASE WHEN coalesce(c.last_inbound_ts, m.payload_ts) > m.payload_ts THEN (
+               SELECT 1 FROM ledger n JOIN inbound_messages nm ON nm.id = n.inbound_id
+               WHERE n.phone_number_id = m.phone_number_id AND n.wa_id = m.wa_id
+                 AND n.state <> ?5 AND nm.payload_ts > m.payload_ts
+               ORDER BY n.inbound_id DESC LIMIT 1
+           ) END IS NOT NULL AS superseded
+    FROM inbound_messages m INDEXED BY inbound_pending
+    LEFT JOIN contacts c ON c.phone_number_id = m.phone_number_id AND c.wa_id = m.wa_id
+    LEFT JOIN conversations v ON v.phone_number_id = m.phone_number_id AND v.wa_id = m.wa_id
+    LEFT JOIN ledger l ON l.inbound_id = m.id
+    LEFT JOIN jobs j ON j.inbound_id = m.id
+    WHERE m.outcome IS NULL AND m.payload_ts <= ?1 AND (m.payload_ts, m.id) > (?2, ?3)
+    ORDER BY m.payload_ts, m.id
+    LIMIT ?4";
+
+/// One candidate, decided.
+struct Decided {
+    cursor: SweepCursor,
+    decision: SweepDecision,
+}
+
+fn decide(row: &SqliteRow, batch: &SweepBatch) -> Decided {
+    let snapshot = GateSnapshot {
+        opted_out: row.get::<i64, _>("opted_out") != 0,
+        mode: ConversationMode::parse(row.get("mode")).unwrap_or(ConversationMode::Bot),
+        ledger: row
+            .get::<Option<&str>, _>("ledger_state")
+            .and_then(LedgerState::parse),
+        last_inbound_ts: row.get("last_inbound_ts"),
+    };
+    let arrived_within_grace =
+        row.get::<i64, _>("received_at_ms") > batch.now_ms.saturating_sub(batch.grace_ms);
+    let facts = SweepFacts {
+        in_flight: row.get::<bool, _>("has_job") || arrived_within_grace,
+        superseded: row.get("superseded"),
+    };
+    let verdict = gates::evaluate_for_sweep(&snapshot, facts, batch.now_ms);
+    let inbound_id = row.get("id");
+    Decided {
+        cursor: SweepCursor {
+            payload_ts: row.get("payload_ts"),
+            inbound_id,
+        },
+        decision: SweepDecision {
+            inbound_id,
+            message_id: row.get("message_id"),
+            action: SweepAction::from_verdict(verdict),
+        },
+    }
+}
+
+impl SqliteStore {
+    pub async fn sweep_batch(&self, batch: &SweepBatch) -> Result<SweepBatchResult, StoreError> {
+        let mut tx = match batch.mode {
+            SweepMode::DryRun => self.pool.begin().await?,
+            SweepMode::Act { .. } => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+        };
+        let after = batch.after.unwrap_or(SweepCursor {
+            payload_ts: i64::MIN,
+            inbound_id: i64::MIN,
+        });
+        let cutoff_s = batch.now_ms.saturating_sub(batch.grace_ms).div_euclid(1000);
+        let rows = sqlx::query(CANDIDATES_SQL)
+            .bind(cutoff_s)
+            .bind(after.payload_ts)
+            .bind(after.inbound_id)
+            .bind(batch.limit)
+            .bind(LedgerState::Unsent.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+        let decided: Vec<Decided> = rows.iter().map(|row| decide(row, batch)).collect();
+        let next = match decided.last() {
+            Some(last) if decided.len() >= batch.limit as usize => Some(last.cursor),
+            _ => None,
+        };
+        let decisions: Vec<SweepDecision> = decided.into_iter().map(|d| d.decision).collect();
+        let SweepMode::Act { run_id } = batch.mode else {
+            // Nothing was written: dropping the read transaction ends it.
+            return Ok(SweepBatchResult {
+                run_id: None,
+                decisions,
+                next,
+            });
+        };
+        let run_id = match run_id {
+            Some(id) => id,
+            None => {
+                sqlx::query_scalar("INSERT INTO sweep_runs (started_at_ms) VALUES (?) RETURNING id")
+                    .bind(batch.now_ms)
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+        };
+        act(&mut tx, &decisions, batch.now_ms).await?;
+        record(&mut tx, run_id, &decisions).await?;
+        if next.is_none() {
+            finish_run(&mut tx, run_id, batch.now_ms).await?;
+        }
+        tx.commit().await?;
+        Ok(SweepBatchResult {
+            run_id: Some(run_id),
+            decisions,
+            next,
+        })
+    }
+
+    pub async fn sweep_runs(&self, limit: i64) -> Result<Vec<SweepRun>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, started_at_ms, finished_at_ms, dry_run, scanned, requeued, counts
+             FROM sweep_runs ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_from).collect()
+    }
+
+    pub async fn sweep_run(
+        &self,
+        run_id: i64,
+    ) -> Result<Option<(SweepRun, Vec<SweepDecision>)>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query(
+            "SELECT id, started_at_ms, finished_at_ms, dry_run, scanned, requeued, counts
+             FROM sweep_runs WHERE id = ?",
+        )
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT inbound_id, message_id, decision, reason FROM sweep_decisions
+             WHERE run_id = ? ORDER BY inbound_id",
+        )
+        .bind(run_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let decisions = rows
+            .iter()
+            .map(|r| {
+                let (kind, reason) = (r.get("decision"), r.get("reason"));
+                let action = SweepAction::from_columns(kind, reason).ok_or_else(|| {
+                    StoreError::Corrupt(format!("sweep decision `{kind}` / {reason:?}"))
+                })?;
+                Ok(SweepDecision {
+                    inbound_id: r.get("inbound_id"),
+                    message_id: r.get("message_id"),
+                    action,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Some((run_from(&row)?, decisions)))
+    }
+
+    pub async fn try_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let taken = sqlx::query(
+            "INSERT INTO locks (name, holder, until_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms
+             WHERE locks.until_ms <= ?4 OR locks.holder = excluded.holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now_ms.saturating_add(ttl_ms))
+        .bind(now_ms)
+        .execute(&self.writer)
+        .await?;
+        Ok(taken.rows_affected() == 1)
+    }
+
+    pub async fn unlock(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM locks WHERE name = ? AND holder = ?")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+}
+
+fn ids_json(ids: impl Iterator<Item = i64>) -> String {
+    serde_json::to_string(&ids.collect::<Vec<_>>()).expect("integers serialise")
+}
+
+/// Re-enqueues what passed, records the silences (and drops their jobs). `Skip` writes nothing.
+async fn act(tx: &mut Tx<'_>, decisions: &[SweepDecision], now_ms: i64) -> Result<(), StoreError> {
+    let requeue: Vec<i64> = decisions
+        .iter()
+        .filter(|d| d.action == SweepAction::Requeue)
+        .map(|d| d.inbound_id)
+        .collect();
+    if !requeue.is_empty() {
+        sqlx::query(
+            "INSERT INTO jobs (inbound_id, phone_number_id, wa_id, payload_ts, run_at_ms, created_at_ms)
+             SELECT id, phone_number_id, wa_id, payload_ts, ?1, ?1 FROM inbound_messages
+             WHERE id IN (SELECT value FROM json_each(?2))
+             ON CONFLICT (inbound_id) DO NOTHING",
+        )
+        .bind(now_ms)
+        .bind(ids_json(requeue.into_iter()))
+        .execute(&mut **tx)
+        .await?;
+    }
+    let mut silenced: BTreeMap<SilenceReason, Vec<i64>> = BTreeMap::new();
+    for d in decisions {
+        if let SweepAction::Silent(reason) = d.action {
+            silenced.entry(reason).or_default().push(d.inbound_id);
+        }
+    }
+    for (reason, ids) in &silenced {
+        let outcome = Outcome::Silent(*reason);
+        // An outcome is written only where none exists: it never changes once reached.
+        sqlx::query(
+            "UPDATE inbound_messages SET outcome = ?1, outcome_reason = ?2, outcome_at_ms = ?3
+             WHERE id IN (SELECT value FROM json_each(?4)) AND outcome IS NULL",
+        )
+        .bind(outcome.kind())
+        .bind(outcome.reason())
+        .bind(now_ms)
+        .bind(ids_json(ids.iter().copied()))
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("DELETE FROM jobs WHERE inbound_id IN (SELECT value FROM json_each(?))")
+            .bind(ids_json(ids.iter().copied()))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn record(
+    tx: &mut Tx<'_>,
+    run_id: i64,
+    decisions: &[SweepDecision],
+) -> Result<(), StoreError> {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        i: i64,
+        m: &'a str,
+        d: &'static str,
+        r: Option<&'static str>,
+    }
+    if decisions.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Row> = decisions
+        .iter()
+        .map(|d| Row {
+            i: d.inbound_id,
+            m: &d.message_id,
+            d: d.action.kind(),
+            r: d.action.reason().map(SilenceReason::as_str),
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO sweep_decisions (run_id, inbound_id, message_id, decision, reason)
+         SELECT ?1, j.value ->> 'i', j.value ->> 'm', j.value ->> 'd', j.value ->> 'r'
+         FROM json_each(?2) AS j WHERE true
+         ON CONFLICT (run_id, inbound_id) DO NOTHING",
+    )
+    .bind(run_id)
+    .bind(serde_json::to_string(&rows).map_err(corrupt)?)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The run's totals, counted from its recorded decisions (so a run of many batches adds up).
+async fn finish_run(tx: &mut Tx<'_>, run_id: i64, now_ms: i64) -> Result<(), StoreError> {
+    let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT decision, reason, count(*) FROM sweep_decisions WHERE run_id = ?
+         GROUP BY decision, reason",
+    )
+    .bind(run_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let (mut scanned, mut requeued) = (0, 0);
+    let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+    for (decision, reason, n) in &rows {
+        scanned += n;
+        match reason {
+            None if decision == SweepAction::Requeue.kind() => requeued += n,
+            None => {}
+            Some(reason) => *counts.entry(reason).or_default() += n,
+        }
+    }
+    sqlx::query(
+        "UPDATE sweep_runs SET finished_at_ms = ?, scanned = ?, requeued = ?, counts = ? WHERE id = ?",
+    )
+    .bind(now_ms)
+    .bind(scanned)
+    .bind(requeued)
+    .bind(serde_json::to_string(&counts).map_err(corrupt)?)
+    .bind(run_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn run_from(row: &SqliteRow) -> Result<SweepRun, StoreError> {
+    let counts: BTreeMap<String, u64> = serde_json::from_str(row.get("counts")).map_err(corrupt)?;
+    let counts = counts
+        .into_iter()
+        .map(|(reason, n)| {
+            SilenceReason::parse(&reason)
+                .map(|r| (r, n))
+                .ok_or_else(|| StoreError::Corrupt(format!("sweep count reason `{reason}`")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(SweepRun {
+        id: row.get("id"),
+        started_at_ms: row.get("started_at_ms"),
+        finished_at_ms: row.get("finished_at_ms"),
+        dry_run: row.get::<i64, _>("dry_run") != 0,
+        scanned: row.get::<i64, _>("scanned").max(0) as u64,
+        requeued: row.get::<i64, _>("requeued").max(0) as u64,
+        counts,
+    })
+}
