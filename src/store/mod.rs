@@ -33,6 +33,12 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Shared(std::sync::Arc<StoreError>),
+    #[error("another write in the same batch failed; nothing of the batch was kept")]
+    BatchFailed,
+    #[error("the store has stopped")]
+    Stopped,
     #[error("the database returned something unreadable: {0}")]
     Corrupt(String),
     #[error("cannot prepare the database directory: {0}")]

@@ -9,6 +9,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, Sqlite, Transaction};
 
+mod batch;
 mod ingest;
 mod replies;
 mod sweep;
@@ -30,6 +31,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     writer: SqlitePool,
     pool: SqlitePool,
+    /// The reply pipeline's small writes, batched into shared transactions on `writer`.
+    batch: batch::Batcher,
 }
 
 impl SqliteStore {
@@ -58,7 +61,8 @@ impl SqliteStore {
             .acquire_timeout(acquire_timeout)
             .connect_with(connect)
             .await?;
-        Ok(Self { writer, pool })
+        let batch = batch::Batcher::spawn(writer.clone());
+        Ok(Self { writer, pool, batch })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {

@@ -131,6 +131,47 @@ async fn insert_message_dead_letter(
     Ok(())
 }
 
+/// Re-checks the gates on a fresh snapshot and claims the ledger row, in the caller's transaction.
+async fn claim_in(tx: &mut Tx<'_>, inbound_id: i64, reply_text: &str, now_ms: i64) -> Result<Claim, StoreError> {
+    let Some(context) = sqlx::query(CONTEXT_SQL).bind(inbound_id).fetch_optional(&mut **tx).await?.as_ref().map(context_from)
+    else {
+        return Ok(Claim::AlreadyDecided);
+    };
+    if context.outcome.is_some() {
+        delete_job(tx, inbound_id).await?;
+        return Ok(Claim::AlreadyDecided);
+    }
+    if let Verdict::Silent(reason) = gates::evaluate(&context.snapshot, now_ms) {
+        // An answered message's outcome belongs to its ledger row (replied, or settled later).
+        if reason != SilenceReason::Answered {
+            set_outcome(tx, inbound_id, &Outcome::Silent(reason), now_ms).await?;
+        }
+        delete_job(tx, inbound_id).await?;
+        return Ok(Claim::Silenced(reason));
+    }
+    let m = &context.message;
+    let claimed: Option<(i64, i64)> = sqlx::query_as(
+        "INSERT INTO ledger (inbound_id, phone_number_id, wa_id, state, reply_text, attempts, claimed_at_ms, updated_at_ms)
+         VALUES (?1, ?2, ?3, 'claimed', ?4, 1, ?5, ?5)
+         ON CONFLICT (inbound_id) DO UPDATE SET
+             state = 'claimed', reply_text = excluded.reply_text, attempts = ledger.attempts + 1,
+             claimed_at_ms = excluded.claimed_at_ms, updated_at_ms = excluded.updated_at_ms
+         WHERE ledger.state = 'unsent'
+         RETURNING id, attempts",
+    )
+    .bind(inbound_id)
+    .bind(&m.phone_number_id)
+    .bind(&m.wa_id)
+    .bind(reply_text)
+    .bind(now_ms)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(match claimed {
+        Some((ledger_id, attempts)) => Claim::Claimed { ledger_id, attempts: attempts.max(0) as u32 },
+        None => Claim::Silenced(SilenceReason::Answered),
+    })
+}
+
 impl SqliteStore {
     pub async fn lease_jobs(
         &self,
@@ -210,129 +251,70 @@ impl SqliteStore {
     }
 
     pub async fn drop_job(&self, inbound_id: i64) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM jobs WHERE inbound_id = ?")
-            .bind(inbound_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        self.batch.write(move |tx| Box::pin(delete_job(tx, inbound_id))).await
     }
 
-    pub async fn finish_silent(
-        &self,
-        inbound_id: i64,
-        reason: SilenceReason,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        let mut tx = begin(&self.writer).await?;
-        set_outcome(&mut tx, inbound_id, &Outcome::Silent(reason), now_ms).await?;
-        delete_job(&mut tx, inbound_id).await?;
-        tx.commit().await?;
-        Ok(())
+    pub async fn finish_silent(&self, inbound_id: i64, reason: SilenceReason, now_ms: i64) -> Result<(), StoreError> {
+        self.batch
+            .write(move |tx| {
+                Box::pin(async move {
+                    set_outcome(tx, inbound_id, &Outcome::Silent(reason), now_ms).await?;
+                    delete_job(tx, inbound_id).await
+                })
+            })
+            .await
     }
 
-    pub async fn claim_reply(
-        &self,
-        inbound_id: i64,
-        reply_text: &str,
-        now_ms: i64,
-    ) -> Result<Claim, StoreError> {
-        let mut tx = begin(&self.writer).await?;
-        let Some(context) = sqlx::query(CONTEXT_SQL)
-            .bind(inbound_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .as_ref()
-            .map(context_from)
-        else {
-            return Ok(Claim::AlreadyDecided);
-        };
-        if context.outcome.is_some() {
-            delete_job(&mut tx, inbound_id).await?;
-            tx.commit().await?;
-            return Ok(Claim::AlreadyDecided);
-        }
-        if let Verdict::Silent(reason) = gates::evaluate(&context.snapshot, now_ms) {
-            // An answered message's outcome belongs to its ledger row (replied, or settled later).
-            if reason != SilenceReason::Answered {
-                set_outcome(&mut tx, inbound_id, &Outcome::Silent(reason), now_ms).await?;
-            }
-            delete_job(&mut tx, inbound_id).await?;
-            tx.commit().await?;
-            return Ok(Claim::Silenced(reason));
-        }
-        let m = &context.message;
-        let claimed: Option<(i64, i64)> = sqlx::query_as(
-            "INSERT INTO ledger (inbound_id, phone_number_id, wa_id, state, reply_text, attempts, claimed_at_ms, updated_at_ms)
-             VALUES (?1, ?2, ?3, 'claimed', ?4, 1, ?5, ?5)
-             ON CONFLICT (inbound_id) DO UPDATE SET
-                 state = 'claimed', reply_text = excluded.reply_text, attempts = ledger.attempts + 1,
-                 claimed_at_ms = excluded.claimed_at_ms, updated_at_ms = excluded.updated_at_ms
-             WHERE ledger.state = 'unsent'
-             RETURNING id, attempts",
-        )
-        .bind(inbound_id)
-        .bind(&m.phone_number_id)
-        .bind(&m.wa_id)
-        .bind(reply_text)
-        .bind(now_ms)
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(match claimed {
-            Some((ledger_id, attempts)) => Claim::Claimed {
-                ledger_id,
-                attempts: attempts.max(0) as u32,
-            },
-            None => Claim::Silenced(SilenceReason::Answered),
-        })
+    pub async fn claim_reply(&self, inbound_id: i64, reply_text: &str, now_ms: i64) -> Result<Claim, StoreError> {
+        let text = reply_text.to_owned();
+        self.batch.write(move |tx| Box::pin(async move { claim_in(tx, inbound_id, &text, now_ms).await })).await
     }
 
-    pub async fn mark_sent(
-        &self,
-        inbound_id: i64,
-        ledger_id: i64,
-        outbound_id: &str,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        let mut tx = begin(&self.writer).await?;
-        // A status webhook may have arrived first and moved the row further: keep the furthest.
-        sqlx::query(
-            "UPDATE ledger SET
-                 state = CASE WHEN status_rank > 1 THEN state ELSE 'sent' END,
-                 status_rank = max(status_rank, 1),
-                 outbound_id = coalesce(outbound_id, ?1),
-                 first_attempt = (attempts = 1),
-                 error_code = NULL, updated_at_ms = ?2
-             WHERE id = ?3",
-        )
-        .bind(outbound_id)
-        .bind(now_ms)
-        .bind(ledger_id)
-        .execute(&mut *tx)
-        .await?;
-        set_outcome(&mut tx, inbound_id, &Outcome::Replied, now_ms).await?;
-        delete_job(&mut tx, inbound_id).await?;
-        tx.commit().await?;
-        Ok(())
+    pub async fn mark_sent(&self, inbound_id: i64, ledger_id: i64, outbound_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        let outbound_id = outbound_id.to_owned();
+        self.batch
+            .write(move |tx| {
+                Box::pin(async move {
+                    // A status webhook may have arrived first and moved the row further: keep the furthest.
+                    sqlx::query(
+                        "UPDATE ledger SET
+                             state = CASE WHEN status_rank > 1 THEN state ELSE 'sent' END,
+                             status_rank = max(status_rank, 1),
+                             outbound_id = coalesce(outbound_id, ?1),
+                             first_attempt = (attempts = 1),
+                             error_code = NULL, updated_at_ms = ?2
+                         WHERE id = ?3",
+                    )
+                    .bind(&outbound_id)
+                    .bind(now_ms)
+                    .bind(ledger_id)
+                    .execute(&mut **tx)
+                    .await?;
+                    set_outcome(tx, inbound_id, &Outcome::Replied, now_ms).await?;
+                    delete_job(tx, inbound_id).await
+                })
+            })
+            .await
     }
 
-    pub async fn mark_ambiguous(
-        &self,
-        inbound_id: i64,
-        ledger_id: i64,
-        error: &str,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        let mut tx = begin(&self.writer).await?;
-        sqlx::query("UPDATE ledger SET state = 'ambiguous', error_code = ?, updated_at_ms = ? WHERE id = ? AND state = 'claimed'")
-            .bind(error)
-            .bind(now_ms)
-            .bind(ledger_id)
-            .execute(&mut *tx)
-            .await?;
-        delete_job(&mut tx, inbound_id).await?;
-        tx.commit().await?;
-        Ok(())
+    pub async fn mark_ambiguous(&self, inbound_id: i64, ledger_id: i64, error: &str, now_ms: i64) -> Result<(), StoreError> {
+        let error = error.to_owned();
+        self.batch
+            .write(move |tx| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE ledger SET state = 'ambiguous', error_code = ?, updated_at_ms = ?
+                         WHERE id = ? AND state = 'claimed'",
+                    )
+                    .bind(&error)
+                    .bind(now_ms)
+                    .bind(ledger_id)
+                    .execute(&mut **tx)
+                    .await?;
+                    delete_job(tx, inbound_id).await
+                })
+            })
+            .await
     }
 
     pub async fn retry_later(
@@ -343,21 +325,26 @@ impl SqliteStore {
         error: &str,
         refund_attempt: bool,
     ) -> Result<(), StoreError> {
-        let mut tx = begin(&self.writer).await?;
-        unclaim(&mut tx, ledger_id, error, run_at_ms).await?;
-        sqlx::query(
-            "UPDATE jobs SET state = 'available', lease_until_ms = NULL, run_at_ms = ?, last_error = ?,
-                 attempts = max(attempts - ?, 0)
-             WHERE inbound_id = ?",
-        )
-        .bind(run_at_ms)
-        .bind(error)
-        .bind(i64::from(refund_attempt))
-        .bind(inbound_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let error = error.to_owned();
+        self.batch
+            .write(move |tx| {
+                Box::pin(async move {
+                    unclaim(tx, ledger_id, &error, run_at_ms).await?;
+                    sqlx::query(
+                        "UPDATE jobs SET state = 'available', lease_until_ms = NULL, run_at_ms = ?, last_error = ?,
+                             attempts = max(attempts - ?, 0)
+                         WHERE inbound_id = ?",
+                    )
+                    .bind(run_at_ms)
+                    .bind(&error)
+                    .bind(i64::from(refund_attempt))
+                    .bind(inbound_id)
+                    .execute(&mut **tx)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     pub async fn dead_letter_message(
@@ -369,19 +356,17 @@ impl SqliteStore {
         attempts: u32,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = begin(&self.writer).await?;
-        unclaim(&mut tx, ledger_id, error, now_ms).await?;
-        set_outcome(
-            &mut tx,
-            inbound_id,
-            &Outcome::Dead(error.to_owned()),
-            now_ms,
-        )
-        .await?;
-        insert_message_dead_letter(&mut tx, inbound_id, error, detail, attempts, now_ms).await?;
-        delete_job(&mut tx, inbound_id).await?;
-        tx.commit().await?;
-        Ok(())
+        let (error, detail) = (error.to_owned(), detail.to_owned());
+        self.batch
+            .write(move |tx| {
+                Box::pin(async move {
+                    unclaim(tx, ledger_id, &error, now_ms).await?;
+                    set_outcome(tx, inbound_id, &Outcome::Dead(error.clone()), now_ms).await?;
+                    insert_message_dead_letter(tx, inbound_id, &error, &detail, attempts, now_ms).await?;
+                    delete_job(tx, inbound_id).await
+                })
+            })
+            .await
     }
 
     pub async fn settle_ambiguous(&self, quiet_ms: i64, now_ms: i64) -> Result<u64, StoreError> {

@@ -82,6 +82,7 @@ fn decide(row: &SqliteRow, batch: &SweepBatch) -> Decided {
 
 impl SqliteStore {
     pub async fn sweep_batch(&self, batch: &SweepBatch) -> Result<SweepBatchResult, StoreError> {
+        let t0 = std::time::Instant::now();
         let mut tx = match batch.mode {
             SweepMode::DryRun => self.pool.begin().await?,
             SweepMode::Act { .. } => self.writer.begin_with("BEGIN IMMEDIATE").await?,
@@ -99,6 +100,7 @@ impl SqliteStore {
             .bind(LedgerState::Unsent.as_str())
             .fetch_all(&mut *tx)
             .await?;
+        let t1 = t0.elapsed();
         let decided: Vec<Decided> = rows.iter().map(|row| decide(row, batch)).collect();
         let next = match decided.last() {
             Some(last) if decided.len() >= batch.limit as usize => Some(last.cursor),
@@ -122,12 +124,17 @@ impl SqliteStore {
                     .await?
             }
         };
+        let t2 = t0.elapsed();
         act(&mut tx, &decisions, batch.now_ms).await?;
+        let t3 = t0.elapsed();
         record(&mut tx, run_id, &decisions).await?;
+        let t4 = t0.elapsed();
         if next.is_none() {
             finish_run(&mut tx, run_id, batch.now_ms).await?;
         }
+        let t5 = t0.elapsed();
         tx.commit().await?;
+        eprintln!("TIMING query {t1:?} decide+run {t2:?} act {t3:?} record {t4:?} finish {t5:?} commit {:?}", t0.elapsed());
         Ok(SweepBatchResult {
             run_id: Some(run_id),
             decisions,
