@@ -55,6 +55,9 @@ struct Scenario {
     replyd_rate: u32,
     worker_concurrency: usize,
     post_concurrency: usize,
+    /// Offered load in messages/s (None = as fast as the posts go): latency is only meaningful
+    /// below saturation, throughput only at it.
+    post_rate: Option<u32>,
 }
 
 fn free_port() -> u16 {
@@ -120,9 +123,14 @@ async fn run_replyd(s: &Scenario) -> Row {
     let payloads: Vec<(String, Vec<u8>)> = (0..s.messages).map(|i| payload(i, s.senders)).collect();
     let client = reqwest::Client::new();
     let permits = Arc::new(Semaphore::new(s.post_concurrency));
-    let posted: HashMap<String, i64> = join_all(payloads.into_iter().map(|(id, body)| {
+    let start = tokio::time::Instant::now();
+    let posted: HashMap<String, i64> = join_all(payloads.into_iter().enumerate().map(|(i, (id, body))| {
         let (client, permits, url) = (client.clone(), permits.clone(), format!("{base}/webhook"));
+        let due = s.post_rate.map(|rate| start + Duration::from_secs_f64(i as f64 / f64::from(rate)));
         async move {
+            if let Some(due) = due {
+                tokio::time::sleep_until(due).await;
+            }
             let _permit = permits.acquire_owned().await.unwrap();
             let sig = signature::sign(SECRET.as_bytes(), &body);
             let at = now_ms();
@@ -212,6 +220,18 @@ async fn main() {
             replyd_rate: 1_000_000,
             worker_concurrency: 64,
             post_concurrency: 64,
+            post_rate: None,
+        },
+        Scenario {
+            name: "A': 0 ms API, 500 msg/s offered",
+            messages: 3000,
+            senders: 1000,
+            latency_ms: 0,
+            max_mps: None,
+            replyd_rate: 1_000_000,
+            worker_concurrency: 64,
+            post_concurrency: 64,
+            post_rate: Some(500),
         },
         Scenario {
             name: "B: 200 ms API, 80/s enforced",
@@ -222,6 +242,7 @@ async fn main() {
             replyd_rate: 80,
             worker_concurrency: 64,
             post_concurrency: 64,
+            post_rate: None,
         },
     ];
     let mut rows = Vec::new();

@@ -172,44 +172,41 @@ async fn claim_in(tx: &mut Tx<'_>, inbound_id: i64, reply_text: &str, now_ms: i6
     })
 }
 
-impl SqliteStore {
-    pub async fn lease_jobs(
-        &self,
-        now_ms: i64,
-        lease_ms: i64,
-        limit: u32,
-    ) -> Result<Vec<LeasedJob>, StoreError> {
-        let mut tx = begin(&self.writer).await?;
-        sqlx::query("UPDATE jobs SET state = 'available', lease_until_ms = NULL WHERE state = 'leased' AND lease_until_ms <= ?")
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        let leased: Vec<(i64, i64)> = sqlx::query_as(
-            "UPDATE jobs SET state = 'leased', lease_until_ms = ?1, attempts = attempts + 1
-             WHERE inbound_id IN (
-                 SELECT j.inbound_id FROM jobs j
-                 WHERE j.state = 'available' AND j.run_at_ms <= ?2
-                   AND NOT EXISTS (
-                       SELECT 1 FROM jobs o
-                       WHERE o.phone_number_id = j.phone_number_id AND o.wa_id = j.wa_id
-                         AND (o.payload_ts, o.inbound_id) < (j.payload_ts, j.inbound_id))
-                 ORDER BY j.run_at_ms, j.inbound_id
-                 LIMIT ?3)
-             RETURNING inbound_id, attempts",
-        )
-        .bind(now_ms.saturating_add(lease_ms))
+async fn lease_in(tx: &mut Tx<'_>, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<LeasedJob>, StoreError> {
+    // A killed worker's jobs come back first.
+    sqlx::query("UPDATE jobs SET state = 'available', lease_until_ms = NULL WHERE state = 'leased' AND lease_until_ms <= ?")
         .bind(now_ms)
-        .bind(limit)
-        .fetch_all(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-        tx.commit().await?;
-        Ok(leased
-            .into_iter()
-            .map(|(inbound_id, attempts)| LeasedJob {
-                inbound_id,
-                attempts: attempts.max(0) as u32,
-            })
-            .collect())
+    let leased: Vec<(i64, i64)> = sqlx::query_as(
+        "UPDATE jobs SET state = 'leased', lease_until_ms = ?1, attempts = attempts + 1
+         WHERE inbound_id IN (
+             SELECT j.inbound_id FROM jobs j
+             WHERE j.state = 'available' AND j.run_at_ms <= ?2
+               AND NOT EXISTS (
+                   SELECT 1 FROM jobs o
+                   WHERE o.phone_number_id = j.phone_number_id AND o.wa_id = j.wa_id
+                     AND (o.payload_ts, o.inbound_id) < (j.payload_ts, j.inbound_id))
+             ORDER BY j.run_at_ms, j.inbound_id
+             LIMIT ?3)
+         RETURNING inbound_id, attempts",
+    )
+    .bind(now_ms.saturating_add(lease_ms))
+    .bind(now_ms)
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(leased
+        .into_iter()
+        .map(|(inbound_id, attempts)| LeasedJob { inbound_id, attempts: attempts.max(0) as u32 })
+        .collect())
+}
+
+impl SqliteStore {
+    /// Batched with the pipeline's other writes: a worker leasing one job as a permit frees up
+    /// shares the transaction (and the fsync) of the claims and sends around it.
+    pub async fn lease_jobs(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<LeasedJob>, StoreError> {
+        self.batch.write(move |tx| Box::pin(lease_in(tx, now_ms, lease_ms, limit))).await
     }
 
     pub async fn reply_context(&self, inbound_id: i64) -> Result<Option<ReplyContext>, StoreError> {
