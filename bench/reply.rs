@@ -245,8 +245,10 @@ async fn main() {
             post_rate: None,
         },
     ];
+    // BENCH_SCENARIOS=A,B runs only the scenarios whose name starts with one of these.
+    let only: Option<Vec<String>> = std::env::var("BENCH_SCENARIOS").ok().map(|v| v.split(',').map(str::to_owned).collect());
     let mut rows = Vec::new();
-    for s in &scenarios {
+    for s in scenarios.iter().filter(|s| only.as_ref().is_none_or(|o| o.iter().any(|p| s.name.starts_with(p.as_str())))) {
         eprintln!("running {} …", s.name);
         rows.push(run_baseline(s).await);
         rows.push(run_replyd(s).await);
