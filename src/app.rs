@@ -43,6 +43,7 @@ impl Core {
     pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<Self> {
         let options = StoreOptions {
             busy_timeout: config.store_busy_timeout,
+            human_reply_takeover: config.human_reply_takeover,
         };
         let store = Store::connect(&config.database_url, &options)
             .await
@@ -59,7 +60,13 @@ impl Core {
         );
         let spool = Spool::open(&config.spool_dir)
             .with_context(|| format!("opening the spool at {}", config.spool_dir.display()))?;
-        let ingestor = Ingestor::new(writer, spool, metrics.clone(), config.ingest_timeout);
+        let ingestor = Ingestor::new(
+            writer,
+            spool,
+            metrics.clone(),
+            config.ingest_timeout,
+            config.keywords.clone(),
+        );
         Ok(Self {
             store,
             ingestor,

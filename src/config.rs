@@ -9,6 +9,7 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::keywords::Keywords;
 use crate::secret::Secret;
 use crate::worker::responder::ResponderConfig;
 
@@ -84,6 +85,11 @@ pub struct Config {
     /// How often a number paused by a halt-class error is probed.
     #[serde(with = "humantime_serde")]
     pub halt_probe_interval: Duration,
+    /// Messages that opt out, opt in or escalate by themselves (`[keywords]`).
+    pub keywords: Keywords,
+    /// A status webhook for an outbound message replyd did not send (a human answering from
+    /// another tool) puts the conversation in operator mode.
+    pub human_reply_takeover: bool,
     /// The responder of numbers not listed in `numbers`.
     pub responder: ResponderConfig,
     /// Business numbers with their own token, responder or rate.
@@ -136,6 +142,8 @@ impl Default for Config {
             send_timeout: Duration::from_secs(10),
             ambiguous_quiet_period: Duration::from_secs(10 * 60),
             halt_probe_interval: Duration::from_secs(60),
+            keywords: Keywords::default(),
+            human_reply_takeover: true,
             responder: ResponderConfig::default(),
             numbers: Vec::new(),
         }

@@ -173,7 +173,7 @@ async fn dlq(config: Config, command: DlqCommand) -> anyhow::Result<()> {
                     .context("dead letter vanished")?;
                 let provider = Provider::parse(&letter.provider).unwrap_or(Provider::Cloud);
                 let raw = letter.raw.unwrap_or_default().into_bytes();
-                let unit = replyd::ingest::parse(provider, &raw);
+                let unit = core.ingestor.parse(provider, &raw);
                 if let Some(bad) = unit.undecodable {
                     anyhow::bail!(
                         "dead letter {id}: the payload still does not parse: {}",

@@ -65,6 +65,9 @@ CREATE TABLE contacts (
     display_name    TEXT,
     last_inbound_ts INTEGER,
     opted_out       INTEGER NOT NULL DEFAULT 0,
+    -- payload time of the message or action that last changed consent: an older STOP
+    -- delivered late never overrides a newer START
+    consent_ts      INTEGER,
     updated_at_ms   INTEGER NOT NULL,
     PRIMARY KEY (phone_number_id, wa_id)
 );

@@ -131,7 +131,7 @@ pub async fn replay_dead_letter(
                 .ok_or(ApiError::NotFound)?;
             let provider = Provider::parse(&letter.provider).unwrap_or(Provider::Cloud);
             let raw = letter.raw.unwrap_or_default().into_bytes();
-            let unit = crate::ingest::parse(provider, &raw);
+            let unit = state.ingestor.parse(provider, &raw);
             if let Some(bad) = &unit.undecodable {
                 return Err(ApiError::Conflict(format!(
                     "the payload still does not parse: {}",

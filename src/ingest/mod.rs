@@ -13,9 +13,11 @@ use futures_util::future::join_all;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::MessageKind;
 use crate::domain::Provider;
+use crate::domain::keywords::Keywords;
 use crate::metrics::Metrics;
-use crate::store::{IngestReport, IngestUnit, UndecodablePayload};
+use crate::store::{IngestReport, IngestUnit, KeywordHit, UndecodablePayload};
 use crate::whatsapp::{cloud, wasender};
 pub use spool::Spool;
 pub use writer::{GroupCommitWriter, WriteError};
@@ -56,11 +58,12 @@ pub struct Ingestor {
     spool: Spool,
     metrics: Arc<Metrics>,
     commit_timeout: Duration,
+    keywords: Arc<Keywords>,
 }
 
 /// Parses a verified body into what the store keeps. Never fails: an unparseable payload
 /// becomes a dead letter holding the raw bytes and the error.
-pub fn parse(provider: Provider, body: &[u8]) -> IngestUnit {
+pub fn parse(provider: Provider, body: &[u8], keywords: &Keywords) -> IngestUnit {
     let parsed = match provider {
         Provider::Cloud => cloud::parse_notification(body),
         Provider::Wasender => wasender::parse_event(body),
@@ -81,12 +84,37 @@ pub fn parse(provider: Provider, body: &[u8]) -> IngestUnit {
     } else {
         hex::encode(&Sha256::digest(body)[..16])
     };
+    let keyword_actions = keyword_hits(&notification, keywords);
     IngestUnit {
         provider,
         notification,
         undecodable,
+        keyword_actions,
         delivery_digest,
     }
+}
+
+fn keyword_hits(
+    notification: &crate::domain::Notification,
+    keywords: &Keywords,
+) -> Vec<KeywordHit> {
+    notification
+        .messages
+        .iter()
+        .filter(|m| {
+            m.kind == MessageKind::Text
+                || m.kind == MessageKind::Button
+                || m.kind == MessageKind::Interactive
+        })
+        .filter_map(|m| {
+            let action = keywords.classify(m.text.as_deref()?)?;
+            Some(KeywordHit {
+                provider: m.provider,
+                message_id: m.id.as_str().to_owned(),
+                action,
+            })
+        })
+        .collect()
 }
 
 impl Ingestor {
@@ -95,12 +123,14 @@ impl Ingestor {
         spool: Spool,
         metrics: Arc<Metrics>,
         commit_timeout: Duration,
+        keywords: Keywords,
     ) -> Self {
         Self {
             writer,
             spool,
             metrics,
             commit_timeout,
+            keywords: Arc::new(keywords),
         }
     }
 
@@ -108,9 +138,14 @@ impl Ingestor {
         &self.spool
     }
 
+    /// What a body would be stored as (with this ingestor's keywords).
+    pub fn parse(&self, provider: Provider, body: &[u8]) -> IngestUnit {
+        parse(provider, body, &self.keywords)
+    }
+
     /// Makes a verified delivery durable: committed to the store, or else fsync'd to the spool.
     pub async fn accept(&self, provider: Provider, body: Bytes) -> Result<Acceptance, IngestError> {
-        let unit = parse(provider, &body);
+        let unit = self.parse(provider, &body);
         match tokio::time::timeout(self.commit_timeout, self.writer.write(unit)).await {
             Ok(Ok(report)) => {
                 self.count(&report);
@@ -161,7 +196,7 @@ impl Ingestor {
             for chunk in contents.records.chunks(256) {
                 let writes = chunk
                     .iter()
-                    .map(|r| self.writer.write(parse(r.provider, &r.body)));
+                    .map(|r| self.writer.write(self.parse(r.provider, &r.body)));
                 for result in join_all(writes).await {
                     let r = result?;
                     self.count(&r);

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::domain::keywords::KeywordAction;
 use crate::domain::{
     ConversationMode, GateSnapshot, LedgerState, Notification, Outcome, Provider, SilenceReason,
 };
@@ -50,12 +51,15 @@ pub enum StoreError {
 pub struct StoreOptions {
     /// How long a write waits on a lock held by someone else before failing.
     pub busy_timeout: Duration,
+    /// A status for an outbound message replyd did not send puts its conversation in operator mode.
+    pub human_reply_takeover: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             busy_timeout: Duration::from_secs(2),
+            human_reply_takeover: true,
         }
     }
 }
@@ -67,9 +71,20 @@ pub struct IngestUnit {
     pub notification: Notification,
     /// Set when the whole authentic payload could not be parsed: kept as a dead letter.
     pub undecodable: Option<UndecodablePayload>,
+    /// Messages that are keywords by themselves (STOP, START, "agent"…), applied in the ingest
+    /// transaction when the message is new.
+    pub keyword_actions: Vec<KeywordHit>,
     /// Hex digest of the raw body; makes per-delivery rows (platform errors) idempotent.
     /// Empty when the delivery carries no such rows.
     pub delivery_digest: String,
+}
+
+/// A message that is a keyword by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeywordHit {
+    pub provider: Provider,
+    pub message_id: String,
+    pub action: KeywordAction,
 }
 
 #[derive(Debug, Clone)]

@@ -2,11 +2,13 @@
 //! `conformance!` line naming a function that opens a fresh, migrated, empty store.
 
 use replyd::domain::{
-    ConversationMode, LedgerState, Outcome, SilenceReason, callback_for_ledger,
-    ContactProfile, DeliveryStatus, InboundMessage, MessageId, MessageKind, Notification,
-    PhoneNumberId, Provider, RejectedItem, StatusUpdate, WaId,
+    ContactProfile, ConversationMode, DeliveryStatus, InboundMessage, LedgerState, MessageId,
+    MessageKind, Notification, Outcome, PhoneNumberId, Provider, RejectedItem, SilenceReason,
+    StatusUpdate, WaId, callback_for_ledger,
 };
-use replyd::store::{Claim, DeadLetterAction, IngestReport, IngestUnit, Store, StoreOptions, UndecodablePayload};
+use replyd::store::{
+    Claim, DeadLetterAction, IngestReport, IngestUnit, Store, StoreOptions, UndecodablePayload,
+};
 use replyd::whatsapp::PayloadError;
 use tempfile::TempDir;
 
@@ -93,6 +95,7 @@ fn unit(notification: Notification) -> IngestUnit {
         provider: Provider::Cloud,
         notification,
         undecodable: None,
+        keyword_actions: Vec::new(),
         delivery_digest: "d".into(),
     }
 }
@@ -307,77 +310,213 @@ async fn leased_ids(store: &Store, jobs: &[replyd::store::LeasedJob]) -> Vec<(St
 }
 
 async fn lease_hands_out_only_the_head_of_each_conversation(store: Store) {
-    let batch = vec![msg("a3", "A", TS + 3), msg("a1", "A", TS + 1), msg("b1", "B", TS), msg("a2", "A", TS + 2)];
-    store.ingest_batch(&[messages(batch)], NOW_MS).await.unwrap();
+    let batch = vec![
+        msg("a3", "A", TS + 3),
+        msg("a1", "A", TS + 1),
+        msg("b1", "B", TS),
+        msg("a2", "A", TS + 2),
+    ];
+    store
+        .ingest_batch(&[messages(batch)], NOW_MS)
+        .await
+        .unwrap();
     let first = leased_ids(&store, &store.lease_jobs(NOW_MS, 60_000, 10).await.unwrap()).await;
     let names: Vec<&str> = first.iter().map(|(m, _)| m.as_str()).collect();
-    assert_eq!(names, ["a1", "b1"], "only the oldest message of each conversation (payload time, not arrival)");
-    assert!(store.lease_jobs(NOW_MS, 60_000, 10).await.unwrap().is_empty(), "heads are leased, the rest wait");
-    store.finish_silent(first[0].1, SilenceReason::NoReply, NOW_MS).await.unwrap();
+    assert_eq!(
+        names,
+        ["a1", "b1"],
+        "only the oldest message of each conversation (payload time, not arrival)"
+    );
+    assert!(
+        store
+            .lease_jobs(NOW_MS, 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "heads are leased, the rest wait"
+    );
+    store
+        .finish_silent(first[0].1, SilenceReason::NoReply, NOW_MS)
+        .await
+        .unwrap();
     let next = leased_ids(&store, &store.lease_jobs(NOW_MS, 60_000, 10).await.unwrap()).await;
-    assert_eq!(next.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(), ["a2"]);
+    assert_eq!(
+        next.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(),
+        ["a2"]
+    );
 }
 
 async fn an_expired_lease_returns_the_job(store: Store) {
-    store.ingest_batch(&[messages(vec![msg("x", "A", TS)])], NOW_MS).await.unwrap();
+    store
+        .ingest_batch(&[messages(vec![msg("x", "A", TS)])], NOW_MS)
+        .await
+        .unwrap();
     let job = store.lease_jobs(NOW_MS, 1_000, 10).await.unwrap()[0];
     assert_eq!(job.attempts, 1);
-    assert!(store.lease_jobs(NOW_MS + 500, 1_000, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .lease_jobs(NOW_MS + 500, 1_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let again = store.lease_jobs(NOW_MS + 1_000, 1_000, 10).await.unwrap();
-    assert_eq!(again.len(), 1, "a killed worker's job comes back when its lease runs out");
-    assert_eq!((again[0].inbound_id, again[0].attempts), (job.inbound_id, 2));
+    assert_eq!(
+        again.len(),
+        1,
+        "a killed worker's job comes back when its lease runs out"
+    );
+    assert_eq!(
+        (again[0].inbound_id, again[0].attempts),
+        (job.inbound_id, 2)
+    );
 }
 
 async fn the_ledger_row_is_claimed_once(store: Store) {
-    store.ingest_batch(&[messages(vec![msg("x", "A", TS)])], NOW_MS).await.unwrap();
+    store
+        .ingest_batch(&[messages(vec![msg("x", "A", TS)])], NOW_MS)
+        .await
+        .unwrap();
     let job = store.lease_jobs(NOW_MS, 60_000, 10).await.unwrap()[0];
-    let Claim::Claimed { ledger_id, attempts: 1 } = store.claim_reply(job.inbound_id, "hi", NOW_MS).await.unwrap() else {
+    let Claim::Claimed {
+        ledger_id,
+        attempts: 1,
+    } = store
+        .claim_reply(job.inbound_id, "hi", NOW_MS)
+        .await
+        .unwrap()
+    else {
         panic!("first claim")
     };
-    assert_eq!(store.claim_reply(job.inbound_id, "hi", NOW_MS).await.unwrap(), Claim::Silenced(SilenceReason::Answered));
+    assert_eq!(
+        store
+            .claim_reply(job.inbound_id, "hi", NOW_MS)
+            .await
+            .unwrap(),
+        Claim::Silenced(SilenceReason::Answered)
+    );
     // A refused send puts the row back to `unsent`: the retry may claim it again.
-    store.retry_later(job.inbound_id, Some(ledger_id), NOW_MS + 10, "http_503", false).await.unwrap();
-    let Claim::Claimed { ledger_id: again, attempts: 2 } = store.claim_reply(job.inbound_id, "hi", NOW_MS).await.unwrap() else {
+    store
+        .retry_later(
+            job.inbound_id,
+            Some(ledger_id),
+            NOW_MS + 10,
+            "http_503",
+            false,
+        )
+        .await
+        .unwrap();
+    let Claim::Claimed {
+        ledger_id: again,
+        attempts: 2,
+    } = store
+        .claim_reply(job.inbound_id, "hi", NOW_MS)
+        .await
+        .unwrap()
+    else {
         panic!("reclaim after a refused send")
     };
     assert_eq!(again, ledger_id);
-    store.mark_sent(job.inbound_id, ledger_id, "wamid.out", NOW_MS).await.unwrap();
+    store
+        .mark_sent(job.inbound_id, ledger_id, "wamid.out", NOW_MS)
+        .await
+        .unwrap();
     let m = store.message("x").await.unwrap().unwrap();
     assert_eq!(m.outcome, Some(Outcome::Replied));
     let reply = m.reply.unwrap();
-    assert_eq!((reply.state, reply.outbound_id.as_deref(), reply.attempts), (LedgerState::Sent, Some("wamid.out"), 2));
+    assert_eq!(
+        (reply.state, reply.outbound_id.as_deref(), reply.attempts),
+        (LedgerState::Sent, Some("wamid.out"), 2)
+    );
     assert_eq!(store.queue_depth().await.unwrap(), 0);
     let s = store.summary().await.unwrap();
     assert_eq!((s.sends, s.first_attempt_sends), (1, 0));
 }
 
 async fn claim_rechecks_the_gates(store: Store) {
-    store.ingest_batch(&[messages(vec![msg("x", "A", TS), msg("y", "B", TS)])], NOW_MS).await.unwrap();
+    store
+        .ingest_batch(
+            &[messages(vec![msg("x", "A", TS), msg("y", "B", TS)])],
+            NOW_MS,
+        )
+        .await
+        .unwrap();
     let jobs = store.lease_jobs(NOW_MS, 60_000, 10).await.unwrap();
     // Operator actions land after the worker's decision, before its claim.
     store.set_opted_out("111", "A", true, NOW_MS).await.unwrap();
-    store.set_conversation_mode("111", "B", ConversationMode::Operator, Some("ana"), NOW_MS).await.unwrap();
+    store
+        .set_conversation_mode("111", "B", ConversationMode::Operator, Some("ana"), NOW_MS)
+        .await
+        .unwrap();
     for job in jobs {
-        let claim = store.claim_reply(job.inbound_id, "hi", NOW_MS).await.unwrap();
-        assert!(matches!(claim, Claim::Silenced(SilenceReason::OptedOut | SilenceReason::Operator)), "{claim:?}");
+        let claim = store
+            .claim_reply(job.inbound_id, "hi", NOW_MS)
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                claim,
+                Claim::Silenced(SilenceReason::OptedOut | SilenceReason::Operator)
+            ),
+            "{claim:?}"
+        );
     }
-    assert_eq!(store.message("x").await.unwrap().unwrap().outcome, Some(Outcome::Silent(SilenceReason::OptedOut)));
-    assert_eq!(store.message("y").await.unwrap().unwrap().outcome, Some(Outcome::Silent(SilenceReason::Operator)));
-    assert!(store.message("x").await.unwrap().unwrap().reply.is_none(), "no ledger row, no send");
+    assert_eq!(
+        store.message("x").await.unwrap().unwrap().outcome,
+        Some(Outcome::Silent(SilenceReason::OptedOut))
+    );
+    assert_eq!(
+        store.message("y").await.unwrap().unwrap().outcome,
+        Some(Outcome::Silent(SilenceReason::Operator))
+    );
+    assert!(
+        store.message("x").await.unwrap().unwrap().reply.is_none(),
+        "no ledger row, no send"
+    );
 }
 
 async fn status_update(store: &Store, out: &str, state: &str, callback: Option<String>) {
     let mut s = status(out, state);
     s.callback_data = callback;
-    store.ingest_batch(&[unit(Notification { statuses: vec![s], ..Default::default() })], NOW_MS).await.unwrap();
+    store
+        .ingest_batch(
+            &[unit(Notification {
+                statuses: vec![s],
+                ..Default::default()
+            })],
+            NOW_MS,
+        )
+        .await
+        .unwrap();
 }
 
 async fn statuses_move_the_ledger_forward_only(store: Store) {
-    store.ingest_batch(&[messages(vec![msg("x", "A", TS)])], NOW_MS).await.unwrap();
+    store
+        .ingest_batch(&[messages(vec![msg("x", "A", TS)])], NOW_MS)
+        .await
+        .unwrap();
     let job = store.lease_jobs(NOW_MS, 60_000, 10).await.unwrap()[0];
-    let Claim::Claimed { ledger_id, .. } = store.claim_reply(job.inbound_id, "hi", NOW_MS).await.unwrap() else { panic!() };
-    store.mark_sent(job.inbound_id, ledger_id, "wamid.out", NOW_MS).await.unwrap();
-    let state = |store: Store| async move { store.message("x").await.unwrap().unwrap().reply.unwrap().state };
+    let Claim::Claimed { ledger_id, .. } = store
+        .claim_reply(job.inbound_id, "hi", NOW_MS)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    store
+        .mark_sent(job.inbound_id, ledger_id, "wamid.out", NOW_MS)
+        .await
+        .unwrap();
+    let state = |store: Store| async move {
+        store
+            .message("x")
+            .await
+            .unwrap()
+            .unwrap()
+            .reply
+            .unwrap()
+            .state
+    };
     status_update(&store, "wamid.out", "read", None).await;
     assert_eq!(state(store.clone()).await, LedgerState::Read);
     status_update(&store, "wamid.out", "delivered", None).await; // late: never moves it back
@@ -389,37 +528,112 @@ async fn statuses_move_the_ledger_forward_only(store: Store) {
 }
 
 async fn a_status_with_our_callback_settles_an_ambiguous_send(store: Store) {
-    store.ingest_batch(&[messages(vec![msg("x", "A", TS)])], NOW_MS).await.unwrap();
+    store
+        .ingest_batch(&[messages(vec![msg("x", "A", TS)])], NOW_MS)
+        .await
+        .unwrap();
     let job = store.lease_jobs(NOW_MS, 60_000, 10).await.unwrap()[0];
-    let Claim::Claimed { ledger_id, .. } = store.claim_reply(job.inbound_id, "hi", NOW_MS).await.unwrap() else { panic!() };
-    store.mark_ambiguous(job.inbound_id, ledger_id, "timeout", NOW_MS).await.unwrap();
-    assert_eq!(store.message("x").await.unwrap().unwrap().outcome, None, "pending until there is evidence");
+    let Claim::Claimed { ledger_id, .. } = store
+        .claim_reply(job.inbound_id, "hi", NOW_MS)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    store
+        .mark_ambiguous(job.inbound_id, ledger_id, "timeout", NOW_MS)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.message("x").await.unwrap().unwrap().outcome,
+        None,
+        "pending until there is evidence"
+    );
     // Someone else's status (no callback, unknown id) changes nothing.
     status_update(&store, "wamid.other", "sent", Some("their-data".into())).await;
     assert_eq!(store.message("x").await.unwrap().unwrap().outcome, None);
-    status_update(&store, "wamid.out", "delivered", Some(callback_for_ledger(ledger_id))).await;
+    status_update(
+        &store,
+        "wamid.out",
+        "delivered",
+        Some(callback_for_ledger(ledger_id)),
+    )
+    .await;
     let m = store.message("x").await.unwrap().unwrap();
     assert_eq!(m.outcome, Some(Outcome::Replied));
     let reply = m.reply.unwrap();
-    assert_eq!((reply.state, reply.outbound_id.as_deref()), (LedgerState::Delivered, Some("wamid.out")));
+    assert_eq!(
+        (reply.state, reply.outbound_id.as_deref()),
+        (LedgerState::Delivered, Some("wamid.out"))
+    );
     assert_eq!(store.settle_ambiguous(0, NOW_MS + 1).await.unwrap(), 0);
 }
 
 async fn quiet_ambiguous_sends_become_replayable_dead_letters(store: Store) {
-    store.ingest_batch(&[messages(vec![msg("x", "A", TS)])], NOW_MS).await.unwrap();
+    store
+        .ingest_batch(&[messages(vec![msg("x", "A", TS)])], NOW_MS)
+        .await
+        .unwrap();
     let job = store.lease_jobs(NOW_MS, 60_000, 10).await.unwrap()[0];
-    let Claim::Claimed { ledger_id, .. } = store.claim_reply(job.inbound_id, "hi", NOW_MS).await.unwrap() else { panic!() };
-    store.mark_ambiguous(job.inbound_id, ledger_id, "timeout", NOW_MS).await.unwrap();
-    assert_eq!(store.settle_ambiguous(600_000, NOW_MS + 1_000).await.unwrap(), 0, "still inside the quiet period");
-    assert_eq!(store.settle_ambiguous(600_000, NOW_MS + 600_000).await.unwrap(), 1);
-    assert_eq!(store.message("x").await.unwrap().unwrap().outcome, Some(Outcome::Dead("ambiguous_send".into())));
-    let letter = store.dead_letters(10).await.unwrap().into_iter().find(|l| l.error == "ambiguous_send").unwrap();
+    let Claim::Claimed { ledger_id, .. } = store
+        .claim_reply(job.inbound_id, "hi", NOW_MS)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    store
+        .mark_ambiguous(job.inbound_id, ledger_id, "timeout", NOW_MS)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .settle_ambiguous(600_000, NOW_MS + 1_000)
+            .await
+            .unwrap(),
+        0,
+        "still inside the quiet period"
+    );
+    assert_eq!(
+        store
+            .settle_ambiguous(600_000, NOW_MS + 600_000)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.message("x").await.unwrap().unwrap().outcome,
+        Some(Outcome::Dead("ambiguous_send".into()))
+    );
+    let letter = store
+        .dead_letters(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|l| l.error == "ambiguous_send")
+        .unwrap();
     assert_eq!(letter.message_id.as_deref(), Some("x"));
-    assert_eq!(store.replay_dead_letter(letter.id, NOW_MS).await.unwrap(), DeadLetterAction::Replayed);
-    assert_eq!(store.replay_dead_letter(letter.id, NOW_MS).await.unwrap(), DeadLetterAction::NotOpen);
-    assert_eq!(store.message("x").await.unwrap().unwrap().outcome, None, "pending again");
+    assert_eq!(
+        store.replay_dead_letter(letter.id, NOW_MS).await.unwrap(),
+        DeadLetterAction::Replayed
+    );
+    assert_eq!(
+        store.replay_dead_letter(letter.id, NOW_MS).await.unwrap(),
+        DeadLetterAction::NotOpen
+    );
+    assert_eq!(
+        store.message("x").await.unwrap().unwrap().outcome,
+        None,
+        "pending again"
+    );
     let job = store.lease_jobs(NOW_MS, 60_000, 10).await.unwrap()[0];
-    assert!(matches!(store.claim_reply(job.inbound_id, "hi", NOW_MS).await.unwrap(), Claim::Claimed { .. }));
+    assert!(matches!(
+        store
+            .claim_reply(job.inbound_id, "hi", NOW_MS)
+            .await
+            .unwrap(),
+        Claim::Claimed { .. }
+    ));
 }
 
 // ---- the reconcile sweep ----

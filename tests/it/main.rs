@@ -5,6 +5,7 @@ mod conformance;
 mod fixtures;
 mod helpers;
 mod ingest;
+mod keywords;
 mod properties;
 mod replies;
 mod spool;

@@ -8,7 +8,8 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::{Tx, corrupt, high_water_mark};
-use crate::domain::{InboundMessage, Provider, StatusUpdate};
+use crate::domain::keywords::KeywordAction;
+use crate::domain::{DeliveryStatus, InboundMessage, Provider, StatusUpdate};
 use crate::store::{IngestReport, IngestUnit, StoreError};
 
 /// Set-based: each table gets one statement per batch whatever the batch size, because per-row
@@ -18,6 +19,7 @@ pub(super) async fn ingest_batch(
     writer: &SqlitePool,
     units: &[IngestUnit],
     now_ms: i64,
+    human_reply_takeover: bool,
 ) -> Result<Vec<IngestReport>, StoreError> {
     let mut reports = vec![IngestReport::default(); units.len()];
     // IMMEDIATE takes the write lock up front: no other writer, in this process or another,
@@ -77,6 +79,7 @@ pub(super) async fn ingest_batch(
         .await?;
     }
     update_display_names(&mut tx, units, now_ms).await?;
+    apply_keywords(&mut tx, units, &new_messages, now_ms).await?;
 
     let statuses: Vec<(usize, &StatusUpdate)> = units
         .iter()
@@ -90,7 +93,10 @@ pub(super) async fn ingest_batch(
             s.status.as_str().to_owned(),
         )) {
             reports[unit].new_statuses += 1;
-            advance_ledger(&mut tx, s, now_ms).await?;
+            let ours = advance_ledger(&mut tx, s, now_ms).await?;
+            if !ours && human_reply_takeover {
+                take_over_for_a_human_reply(&mut tx, s, now_ms).await?;
+            }
         } else {
             reports[unit].duplicate_statuses += 1;
         }
@@ -173,6 +179,61 @@ async fn insert_inbound(
         });
         insert.push(" ON CONFLICT (message_id, provider) DO NOTHING");
         insert.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// STOP / START / escalation keywords of new messages, oldest first. A re-delivered keyword
+/// message is a duplicate and changes nothing; an older consent change never overrides a newer one.
+async fn apply_keywords(
+    tx: &mut Tx<'_>,
+    units: &[IngestUnit],
+    new_messages: &[&InboundMessage],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let mut hits: Vec<(&InboundMessage, KeywordAction)> = Vec::new();
+    for hit in units.iter().flat_map(|u| &u.keyword_actions) {
+        if let Some(m) = new_messages
+            .iter()
+            .find(|m| m.provider == hit.provider && m.id.as_str() == hit.message_id)
+        {
+            hits.push((m, hit.action));
+        }
+    }
+    hits.sort_by_key(|(m, _)| m.timestamp);
+    for (m, action) in hits {
+        let (phone, wa) = (m.phone_number_id.as_str(), m.from.as_str());
+        match action {
+            KeywordAction::OptOut | KeywordAction::OptIn => {
+                sqlx::query(
+                    "UPDATE contacts SET opted_out = ?, consent_ts = ?, updated_at_ms = ?
+                     WHERE phone_number_id = ? AND wa_id = ? AND coalesce(consent_ts, 0) <= ?",
+                )
+                .bind(action == KeywordAction::OptOut)
+                .bind(m.timestamp)
+                .bind(now_ms)
+                .bind(phone)
+                .bind(wa)
+                .bind(m.timestamp)
+                .execute(&mut **tx)
+                .await?;
+            }
+            KeywordAction::Escalate => {
+                sqlx::query(
+                    "INSERT INTO conversations (phone_number_id, wa_id, mode, escalation_reason, updated_at_ms)
+                     VALUES (?1, ?2, 'escalated', ?3, ?4)
+                     ON CONFLICT (phone_number_id, wa_id) DO UPDATE SET mode = 'escalated',
+                         escalation_reason = excluded.escalation_reason, updated_at_ms = excluded.updated_at_ms
+                     WHERE conversations.mode = 'bot'",
+                )
+                .bind(phone)
+                .bind(wa)
+                .bind(format!("asked for a person: {}", m.text.as_deref().unwrap_or("")))
+                .bind(now_ms)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
     }
     Ok(())
 }
@@ -280,13 +341,14 @@ async fn insert_statuses(
 /// that settles a claimed or ambiguous send as `replied`. Our rows are found by the callback data
 /// we sent (the ledger id) — which also covers a status that overtakes the send call's answer —
 /// or by the outbound message id.
+/// Returns whether the status is for one of our sends (or carries our callback data).
 async fn advance_ledger(
     tx: &mut Tx<'_>,
     status: &StatusUpdate,
     now_ms: i64,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let Some(rank) = status.status.rank() else {
-        return Ok(());
+        return Ok(true);
     };
     let ledger_id = status
         .callback_data
@@ -331,6 +393,38 @@ async fn advance_ledger(
             .execute(&mut **tx)
             .await?;
     }
+    // Our callback data marks the send as ours even before its ledger row has an outbound id.
+    Ok(settled.is_some() || ledger_id.is_some())
+}
+
+/// A status for an outbound message that is not in the ledger and carries none of our callback
+/// data was sent by someone else — a human answering from another tool: the conversation is
+/// theirs now, until an operator releases it.
+async fn take_over_for_a_human_reply(
+    tx: &mut Tx<'_>,
+    status: &StatusUpdate,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let first_sight = matches!(
+        status.status,
+        DeliveryStatus::Sent | DeliveryStatus::Delivered
+    );
+    // The caller has already ruled out our own sends (by ledger row or callback data).
+    let Some(recipient) = status.recipient_id.as_deref().filter(|_| first_sight) else {
+        return Ok(());
+    };
+    sqlx::query(
+        "INSERT INTO conversations (phone_number_id, wa_id, mode, taken_by, updated_at_ms)
+         VALUES (?1, ?2, 'operator', 'another tool', ?3)
+         ON CONFLICT (phone_number_id, wa_id) DO UPDATE SET mode = 'operator', taken_by = 'another tool',
+             updated_at_ms = excluded.updated_at_ms
+         WHERE conversations.mode = 'bot'",
+    )
+    .bind(status.phone_number_id.as_str())
+    .bind(recipient.trim_start_matches('+'))
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

@@ -33,6 +33,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The reply pipeline's small writes, batched into shared transactions on `writer`.
     batch: batch::Batcher,
+    human_reply_takeover: bool,
 }
 
 impl SqliteStore {
@@ -62,7 +63,12 @@ impl SqliteStore {
             .connect_with(connect)
             .await?;
         let batch = batch::Batcher::spawn(writer.clone());
-        Ok(Self { writer, pool, batch })
+        Ok(Self {
+            writer,
+            pool,
+            batch,
+            human_reply_takeover: options.human_reply_takeover,
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -80,7 +86,7 @@ impl SqliteStore {
         units: &[IngestUnit],
         now_ms: i64,
     ) -> Result<Vec<IngestReport>, StoreError> {
-        ingest::ingest_batch(&self.writer, units, now_ms).await
+        ingest::ingest_batch(&self.writer, units, now_ms, self.human_reply_takeover).await
     }
 
     pub async fn message(&self, message_id: &str) -> Result<Option<MessageRecord>, StoreError> {
