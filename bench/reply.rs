@@ -25,7 +25,10 @@ const ADMIN: &str = "bench-admin";
 const PHONE: &str = "100000000000001";
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -61,13 +64,21 @@ struct Scenario {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn peak_rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_owned)
+        })
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
@@ -75,25 +86,37 @@ fn peak_rss_mib(pid: u32) -> f64 {
 async fn start_replyd(s: &Scenario, fake: &FakeCloudApi, dir: &std::path::Path) -> (Child, String) {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let child = Command::new(std::env::var("REPLYD_BIN").unwrap_or_else(|_| "target/release/replyd".into()))
-        .arg("serve")
-        .env("REPLYD_LISTEN", format!("127.0.0.1:{port}"))
-        .env("REPLYD_DATABASE_URL", format!("sqlite://{}/replyd.db", dir.display()))
-        .env("REPLYD_SPOOL_DIR", dir.join("spool"))
-        .env("REPLYD_APP_SECRET", SECRET)
-        .env("REPLYD_ADMIN_TOKEN", ADMIN)
-        .env("REPLYD_ACCESS_TOKEN", "bench-token")
-        .env("REPLYD_GRAPH_BASE_URL", fake.base_url())
-        .env("REPLYD_SEND_RATE_PER_SECOND", s.replyd_rate.to_string())
-        .env("REPLYD_PAIR_BURST", "100000")
-        .env("REPLYD_WORKER_CONCURRENCY", s.worker_concurrency.to_string())
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("target/release/replyd (run bench/reply.sh)");
+    let child = Command::new(
+        std::env::var("REPLYD_BIN").unwrap_or_else(|_| "target/release/replyd".into()),
+    )
+    .arg("serve")
+    .env("REPLYD_LISTEN", format!("127.0.0.1:{port}"))
+    .env(
+        "REPLYD_DATABASE_URL",
+        format!("sqlite://{}/replyd.db", dir.display()),
+    )
+    .env("REPLYD_SPOOL_DIR", dir.join("spool"))
+    .env("REPLYD_APP_SECRET", SECRET)
+    .env("REPLYD_ADMIN_TOKEN", ADMIN)
+    .env("REPLYD_ACCESS_TOKEN", "bench-token")
+    .env("REPLYD_GRAPH_BASE_URL", fake.base_url())
+    .env("REPLYD_SEND_RATE_PER_SECOND", s.replyd_rate.to_string())
+    .env("REPLYD_PAIR_BURST", "100000")
+    .env(
+        "REPLYD_WORKER_CONCURRENCY",
+        s.worker_concurrency.to_string(),
+    )
+    .env("RUST_LOG", "error")
+    .stdout(Stdio::null())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .expect("target/release/replyd (run bench/reply.sh)");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{base}/readyz")).await.map(|r| r.status() != 200).unwrap_or(true) {
+    while reqwest::get(format!("{base}/readyz"))
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
         assert!(Instant::now() < deadline, "replyd did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -124,27 +147,42 @@ async fn run_replyd(s: &Scenario) -> Row {
     let client = reqwest::Client::new();
     let permits = Arc::new(Semaphore::new(s.post_concurrency));
     let start = tokio::time::Instant::now();
-    let posted: HashMap<String, i64> = join_all(payloads.into_iter().enumerate().map(|(i, (id, body))| {
-        let (client, permits, url) = (client.clone(), permits.clone(), format!("{base}/webhook"));
-        let due = s.post_rate.map(|rate| start + Duration::from_secs_f64(i as f64 / f64::from(rate)));
-        async move {
-            if let Some(due) = due {
-                tokio::time::sleep_until(due).await;
+    let posted: HashMap<String, i64> =
+        join_all(payloads.into_iter().enumerate().map(|(i, (id, body))| {
+            let (client, permits, url) =
+                (client.clone(), permits.clone(), format!("{base}/webhook"));
+            let due = s
+                .post_rate
+                .map(|rate| start + Duration::from_secs_f64(i as f64 / f64::from(rate)));
+            async move {
+                if let Some(due) = due {
+                    tokio::time::sleep_until(due).await;
+                }
+                let _permit = permits.acquire_owned().await.unwrap();
+                let sig = signature::sign(SECRET.as_bytes(), &body);
+                let at = now_ms();
+                let r = client
+                    .post(url)
+                    .header("X-Hub-Signature-256", sig)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                (id, at)
             }
-            let _permit = permits.acquire_owned().await.unwrap();
-            let sig = signature::sign(SECRET.as_bytes(), &body);
-            let at = now_ms();
-            let r = client.post(url).header("X-Hub-Signature-256", sig).body(body).send().await.unwrap();
-            assert_eq!(r.status(), 200);
-            (id, at)
-        }
-    }))
-    .await
-    .into_iter()
-    .collect();
+        }))
+        .await
+        .into_iter()
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(600);
     while fake.sends().len() < s.messages {
-        assert!(Instant::now() < deadline, "only {} of {} replies arrived", fake.sends().len(), s.messages);
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {} replies arrived",
+            fake.sends().len(),
+            s.messages
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let sends = fake.sends();
@@ -153,7 +191,9 @@ async fn run_replyd(s: &Scenario) -> Row {
     child.wait().ok();
     let mut latencies: Vec<f64> = sends
         .iter()
-        .filter_map(|r| Some((r.received_at_ms - posted.get(r.context_message_id.as_deref()?)?) as f64))
+        .filter_map(|r| {
+            Some((r.received_at_ms - posted.get(r.context_message_id.as_deref()?)?) as f64)
+        })
         .collect();
     latencies.sort_by(f64::total_cmp);
     let first = sends.iter().map(|r| r.received_at_ms).min().unwrap();
@@ -185,9 +225,19 @@ async fn run_baseline(s: &Scenario) -> Row {
         let (client, permits) = (client.clone(), permits.clone());
         async move {
             let _permit = permits.acquire_owned().await.unwrap();
-            let (to, context, cb) = (format!("+34{:09}", i % s.senders), format!("wamid.BASE.{i}"), format!("b{i}"));
+            let (to, context, cb) = (
+                format!("+34{:09}", i % s.senders),
+                format!("wamid.BASE.{i}"),
+                format!("b{i}"),
+            );
             let t = Instant::now();
-            let reply = TextReply { phone_number_id: PHONE, to: &to, body: "hi", context_message_id: &context, callback_data: &cb };
+            let reply = TextReply {
+                phone_number_id: PHONE,
+                to: &to,
+                body: "hi",
+                context_message_id: &context,
+                callback_data: &cb,
+            };
             client.send_text("bench-token", &reply).await.unwrap();
             t.elapsed().as_secs_f64() * 1000.0
         }
@@ -209,7 +259,10 @@ async fn run_baseline(s: &Scenario) -> Row {
 
 #[tokio::main]
 async fn main() {
-    let messages: usize = std::env::var("BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let messages: usize = std::env::var("BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let scenarios = [
         Scenario {
             name: "A: 0 ms API, limits raised",
@@ -246,9 +299,14 @@ async fn main() {
         },
     ];
     // BENCH_SCENARIOS=A,B runs only the scenarios whose name starts with one of these.
-    let only: Option<Vec<String>> = std::env::var("BENCH_SCENARIOS").ok().map(|v| v.split(',').map(str::to_owned).collect());
+    let only: Option<Vec<String>> = std::env::var("BENCH_SCENARIOS")
+        .ok()
+        .map(|v| v.split(',').map(str::to_owned).collect());
     let mut rows = Vec::new();
-    for s in scenarios.iter().filter(|s| only.as_ref().is_none_or(|o| o.iter().any(|p| s.name.starts_with(p.as_str())))) {
+    for s in scenarios.iter().filter(|s| {
+        only.as_ref()
+            .is_none_or(|o| o.iter().any(|p| s.name.starts_with(p.as_str())))
+    }) {
         eprintln!("running {} …", s.name);
         rows.push(run_baseline(s).await);
         rows.push(run_replyd(s).await);
@@ -263,5 +321,7 @@ async fn main() {
             r.scenario, r.side, r.replies, r.per_s, r.p50, r.p99, r.rejected_130429, r.peak_rss_mib
         );
     }
-    println!("latency: replyd = webhook POST sent → reply received by the fake Cloud API; baseline = one direct send");
+    println!(
+        "latency: replyd = webhook POST sent → reply received by the fake Cloud API; baseline = one direct send"
+    );
 }

@@ -12,6 +12,7 @@ pub mod outcome;
 
 pub use outcome::{Outcome, SilenceReason};
 pub mod gates;
+pub mod keywords;
 pub mod retry;
 
 pub use gates::{ConversationMode, GateSnapshot, LedgerState, SweepFacts, Verdict};

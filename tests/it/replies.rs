@@ -58,7 +58,11 @@ const TOKEN: &str = "test-access-token";
 
 /// A free loopback port (so the fake can be told where replyd's webhook will listen).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Fast retries and probes so faults resolve within a test.
@@ -74,10 +78,15 @@ fn sending_config(c: &mut Config, fake: &FakeCloudApi) {
     c.max_attempts_unexplained = 20;
 }
 
-async fn replying_with_fake(args: FakeCloudArgs, adjust: impl FnOnce(&mut Config)) -> (TestApp, FakeCloudApi) {
+async fn replying_with_fake(
+    args: FakeCloudArgs,
+    adjust: impl FnOnce(&mut Config),
+) -> (TestApp, FakeCloudApi) {
     let port = free_port();
     let args = FakeCloudArgs {
-        status_webhook_url: args.status_webhook_url.map(|_| format!("http://127.0.0.1:{port}/webhook")),
+        status_webhook_url: args
+            .status_webhook_url
+            .map(|_| format!("http://127.0.0.1:{port}/webhook")),
         app_secret: Some(APP_SECRET.into()),
         ..args
     };
@@ -94,7 +103,9 @@ async fn replying_with_fake(args: FakeCloudArgs, adjust: impl FnOnce(&mut Config
 fn sends_per_message(sends: &[RecordedSend]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for s in sends {
-        *counts.entry(s.context_message_id.clone().unwrap_or_default()).or_default() += 1;
+        *counts
+            .entry(s.context_message_id.clone().unwrap_or_default())
+            .or_default() += 1;
     }
     counts
 }
@@ -110,7 +121,11 @@ fn traffic(prefix: &str, n: usize, senders: usize, per_payload: usize) -> Vec<Ve
         .collect();
     messages
         .chunks(per_payload)
-        .map(|chunk| notification(vec![messages_value(chunk.to_vec())]).to_string().into_bytes())
+        .map(|chunk| {
+            notification(vec![messages_value(chunk.to_vec())])
+                .to_string()
+                .into_bytes()
+        })
         .collect()
 }
 
@@ -128,12 +143,27 @@ async fn every_message_is_answered_exactly_once_through_the_cloud_api() {
     let counts = sends_per_message(&sends);
     assert_eq!(counts.len(), 30);
     assert!(counts.values().all(|&n| n == 1), "{counts:?}");
-    let first = sends.iter().find(|s| s.context_message_id.as_deref() == Some("wamid.E.0")).unwrap();
+    let first = sends
+        .iter()
+        .find(|s| s.context_message_id.as_deref() == Some("wamid.E.0"))
+        .unwrap();
     assert_eq!(first.to, "+34600000000");
-    assert_eq!(first.authorization.as_deref(), Some(format!("Bearer {TOKEN}").as_str()));
-    assert!(first.callback_data.as_deref().unwrap().starts_with("replyd:"));
+    assert_eq!(
+        first.authorization.as_deref(),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    assert!(
+        first
+            .callback_data
+            .as_deref()
+            .unwrap()
+            .starts_with("replyd:")
+    );
     let m = app.message("wamid.E.0").await.unwrap();
-    assert_eq!(m["reply"]["outbound_id"].as_str(), Some(first.message_id.as_str()));
+    assert_eq!(
+        m["reply"]["outbound_id"].as_str(),
+        Some(first.message_id.as_str())
+    );
     assert_eq!(m["reply"]["attempts"], 1);
     assert_eq!(summary["first_attempt_send_ratio"], 1.0);
 }
@@ -156,32 +186,67 @@ async fn with_5xx_and_timeouts_every_message_is_still_answered_exactly_once() {
     assert_eq!(summary["outcomes"]["replied"], 60, "{summary}");
     let counts = sends_per_message(&fake.sends());
     assert_eq!(counts.len(), 60);
-    assert!(counts.values().all(|&n| n == 1), "a message was sent twice: {counts:?}");
-    assert!(app.metric(r#"replyd_send_failures_total{class="retryable"}"#).await > 0.0, "5xx were injected");
-    assert!(app.metric(r#"replyd_send_failures_total{class="ambiguous"}"#).await > 0.0, "timeouts were injected");
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "a message was sent twice: {counts:?}"
+    );
+    assert!(
+        app.metric(r#"replyd_send_failures_total{class="retryable"}"#)
+            .await
+            > 0.0,
+        "5xx were injected"
+    );
+    assert!(
+        app.metric(r#"replyd_send_failures_total{class="ambiguous"}"#)
+            .await
+            > 0.0,
+        "timeouts were injected"
+    );
     assert!(summary["first_attempt_send_ratio"].as_f64().unwrap() < 1.0);
 }
 
 #[tokio::test]
 async fn a_permanent_error_goes_to_the_dead_letter_queue_and_replay_sends_once() {
-    let args = FakeCloudArgs { permanent_error_code: Some(131026), ..FakeCloudArgs::default() };
+    let args = FakeCloudArgs {
+        permanent_error_code: Some(131026),
+        ..FakeCloudArgs::default()
+    };
     let (app, fake) = replying_with_fake(args, |_| {}).await;
-    app.post_webhook(text_notification("wamid.P.1", "hello")).await;
+    app.post_webhook(text_notification("wamid.P.1", "hello"))
+        .await;
     app.settled().await;
     let m = app.message("wamid.P.1").await.unwrap();
-    assert_eq!((m["outcome"].as_str(), m["reason"].as_str()), (Some("dead"), Some("cloud_api_131026")));
+    assert_eq!(
+        (m["outcome"].as_str(), m["reason"].as_str()),
+        (Some("dead"), Some("cloud_api_131026"))
+    );
     assert!(fake.sends().is_empty());
-    let letter = app.dead_letters().await.into_iter().find(|l| l["message_id"] == "wamid.P.1").unwrap();
+    let letter = app
+        .dead_letters()
+        .await
+        .into_iter()
+        .find(|l| l["message_id"] == "wamid.P.1")
+        .unwrap();
     assert_eq!(letter["error"], "cloud_api_131026");
     assert_eq!(letter["attempts"], 1, "permanent errors are not retried");
 
     fake.set_permanent_error(None); // the cause is fixed (e.g. the user installed WhatsApp)
-    let (status, _) = app.admin_post(&format!("/dead-letters/{}/replay", letter["id"]), None).await;
+    let (status, _) = app
+        .admin_post(&format!("/dead-letters/{}/replay", letter["id"]), None)
+        .await;
     assert_eq!(status, 200);
     app.settled().await;
-    assert_eq!(app.message("wamid.P.1").await.unwrap()["outcome"], "replied");
+    assert_eq!(
+        app.message("wamid.P.1").await.unwrap()["outcome"],
+        "replied"
+    );
     assert_eq!(fake.sends().len(), 1);
-    assert_eq!(app.admin_post(&format!("/dead-letters/{}/replay", letter["id"]), None).await.0, 409);
+    assert_eq!(
+        app.admin_post(&format!("/dead-letters/{}/replay", letter["id"]), None)
+            .await
+            .0,
+        409
+    );
     assert!(app.dead_letters().await.is_empty());
 }
 
@@ -193,11 +258,35 @@ async fn opted_out_operator_and_escalated_conversations_get_no_send() {
         m["from"] = json!(user);
         m
     };
-    assert_eq!(app.admin_post(&format!("/contacts/{PHONE_NUMBER_ID}/34611111111/opt-out"), None).await.0, 200);
+    assert_eq!(
+        app.admin_post(
+            &format!("/contacts/{PHONE_NUMBER_ID}/34611111111/opt-out"),
+            None
+        )
+        .await
+        .0,
+        200
+    );
     let takeover = Some(json!({"by": "ana"}));
-    assert_eq!(app.admin_post(&format!("/conversations/{PHONE_NUMBER_ID}/34622222222/takeover"), takeover).await.0, 200);
+    assert_eq!(
+        app.admin_post(
+            &format!("/conversations/{PHONE_NUMBER_ID}/34622222222/takeover"),
+            takeover
+        )
+        .await
+        .0,
+        200
+    );
     let reason = Some(json!({"reason": "refund"}));
-    assert_eq!(app.admin_post(&format!("/conversations/{PHONE_NUMBER_ID}/34633333333/escalate"), reason).await.0, 200);
+    assert_eq!(
+        app.admin_post(
+            &format!("/conversations/{PHONE_NUMBER_ID}/34633333333/escalate"),
+            reason
+        )
+        .await
+        .0,
+        200
+    );
     let mut old = from("wamid.G.old", "34644444444");
     old["timestamp"] = json!((now_s() - 25 * 3600).to_string());
     let body = notification(vec![messages_value(vec![
@@ -216,16 +305,31 @@ async fn opted_out_operator_and_escalated_conversations_get_no_send() {
         ("wamid.G.old", "window_closed"),
     ] {
         let m = app.message(id).await.unwrap();
-        assert_eq!((m["outcome"].as_str(), m["reason"].as_str()), (Some("silent"), Some(reason)), "{id}");
+        assert_eq!(
+            (m["outcome"].as_str(), m["reason"].as_str()),
+            (Some("silent"), Some(reason)),
+            "{id}"
+        );
         assert_eq!(m["reply"], serde_json::Value::Null, "{id}: no ledger row");
     }
     let sends = fake.sends();
     assert_eq!(sends.len(), 1);
     assert_eq!(sends[0].context_message_id.as_deref(), Some("wamid.G.open"));
     // Released and opted back in, the next messages are answered.
-    app.admin_post(&format!("/conversations/{PHONE_NUMBER_ID}/34622222222/release"), None).await;
-    app.admin_post(&format!("/contacts/{PHONE_NUMBER_ID}/34611111111/opt-in"), None).await;
-    let body = notification(vec![messages_value(vec![from("wamid.G.opted2", "34611111111"), from("wamid.G.operator2", "34622222222")])]);
+    app.admin_post(
+        &format!("/conversations/{PHONE_NUMBER_ID}/34622222222/release"),
+        None,
+    )
+    .await;
+    app.admin_post(
+        &format!("/contacts/{PHONE_NUMBER_ID}/34611111111/opt-in"),
+        None,
+    )
+    .await;
+    let body = notification(vec![messages_value(vec![
+        from("wamid.G.opted2", "34611111111"),
+        from("wamid.G.operator2", "34622222222"),
+    ])]);
     app.post_webhook(body.to_string()).await;
     app.settled().await;
     assert_eq!(fake.sends().len(), 3);
@@ -233,7 +337,10 @@ async fn opted_out_operator_and_escalated_conversations_get_no_send() {
 
 #[tokio::test]
 async fn messages_of_one_conversation_are_answered_in_order() {
-    let args = FakeCloudArgs { latency: Duration::from_millis(30).into(), ..FakeCloudArgs::default() };
+    let args = FakeCloudArgs {
+        latency: Duration::from_millis(30).into(),
+        ..FakeCloudArgs::default()
+    };
     let (app, fake) = replying_with_fake(args, |c| c.worker_concurrency = 8).await;
     let ts = now_s() - 60;
     let messages: Vec<_> = (0..6)
@@ -244,30 +351,51 @@ async fn messages_of_one_conversation_are_answered_in_order() {
         })
         .rev() // delivered newest first: order follows the payload timestamps
         .collect();
-    app.post_webhook(notification(vec![messages_value(messages)]).to_string()).await;
+    app.post_webhook(notification(vec![messages_value(messages)]).to_string())
+        .await;
     app.settled().await;
-    let order: Vec<String> = fake.sends().iter().filter_map(|s| s.context_message_id.clone()).collect();
-    assert_eq!(order, (0..6).map(|i| format!("wamid.O.{i}")).collect::<Vec<_>>());
+    let order: Vec<String> = fake
+        .sends()
+        .iter()
+        .filter_map(|s| s.context_message_id.clone())
+        .collect();
+    assert_eq!(
+        order,
+        (0..6).map(|i| format!("wamid.O.{i}")).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
 async fn a_halt_class_error_pauses_the_number_until_a_probe_succeeds() {
     let (app, fake) = replying_with_fake(FakeCloudArgs::default(), |_| {}).await;
     fake.set_halt(Some(190)); // access token expired
-    app.post_webhook(text_notification("wamid.H.1", "hello")).await;
-    app.post_webhook(text_notification("wamid.H.2", "hello again")).await;
+    app.post_webhook(text_notification("wamid.H.1", "hello"))
+        .await;
+    app.post_webhook(text_notification("wamid.H.2", "hello again"))
+        .await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while app.metric("replyd_sends_halted_total").await < 1.0 {
-        assert!(std::time::Instant::now() < deadline, "the halt was never noticed");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the halt was never noticed"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(app.message("wamid.H.1").await.unwrap()["outcome"], "pending", "held, not dead-lettered");
+    assert_eq!(
+        app.message("wamid.H.1").await.unwrap()["outcome"],
+        "pending",
+        "held, not dead-lettered"
+    );
     assert!(app.dead_letters().await.is_empty());
     fake.set_halt(None); // the token is renewed
     let summary = app.settled().await;
     assert_eq!(summary["outcomes"]["replied"], 2);
     assert_eq!(fake.sends().len(), 2);
-    assert_eq!(app.metric("replyd_sends_halted_total").await, 1.0, "one pause, not one per message");
+    assert_eq!(
+        app.metric("replyd_sends_halted_total").await,
+        1.0,
+        "one pause, not one per message"
+    );
 }
 
 /// `replyd serve` as a child process, so it can be killed without a goodbye.
@@ -287,11 +415,18 @@ impl Child {
             .spawn()
             .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while reqwest::get(format!("{base}/readyz")).await.map(|r| r.status() != 200).unwrap_or(true) {
+        while reqwest::get(format!("{base}/readyz"))
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+        {
             assert!(std::time::Instant::now() < deadline, "replyd did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Self { process, base: base.to_owned() }
+        Self {
+            process,
+            base: base.to_owned(),
+        }
     }
 
     fn kill(mut self) {
@@ -301,7 +436,12 @@ impl Child {
 
     async fn summary(&self) -> serde_json::Value {
         let client = reqwest::Client::new();
-        let r = client.get(format!("{}/api/v1/summary", self.base)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        let r = client
+            .get(format!("{}/api/v1/summary", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
         r.json().await.unwrap()
     }
 }
@@ -321,8 +461,14 @@ async fn a_worker_killed_mid_batch_loses_and_doubles_nothing() {
     .unwrap();
     let env = [
         ("REPLYD_LISTEN", format!("127.0.0.1:{port}")),
-        ("REPLYD_DATABASE_URL", format!("sqlite://{}/replyd.db", dir.path().display())),
-        ("REPLYD_SPOOL_DIR", dir.path().join("spool").display().to_string()),
+        (
+            "REPLYD_DATABASE_URL",
+            format!("sqlite://{}/replyd.db", dir.path().display()),
+        ),
+        (
+            "REPLYD_SPOOL_DIR",
+            dir.path().join("spool").display().to_string(),
+        ),
         ("REPLYD_APP_SECRET", APP_SECRET.into()),
         ("REPLYD_ADMIN_TOKEN", ADMIN_TOKEN.into()),
         ("REPLYD_ACCESS_TOKEN", TOKEN.into()),
@@ -335,7 +481,13 @@ async fn a_worker_killed_mid_batch_loses_and_doubles_nothing() {
     let client = reqwest::Client::new();
     for body in traffic("K", 20, 20, 4) {
         let sig = replyd::whatsapp::signature::sign(APP_SECRET.as_bytes(), &body);
-        let r = client.post(format!("{base}/webhook")).header("X-Hub-Signature-256", sig).body(body).send().await.unwrap();
+        let r = client
+            .post(format!("{base}/webhook"))
+            .header("X-Hub-Signature-256", sig)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
     }
     // Sends are now in flight at the (slow) fake: kill the process in the middle of them.
@@ -349,16 +501,30 @@ async fn a_worker_killed_mid_batch_loses_and_doubles_nothing() {
         if summary["outcomes"]["pending"] == 0 {
             break summary;
         }
-        assert!(std::time::Instant::now() < deadline, "still pending after restart: {summary}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still pending after restart: {summary}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(summary["inbound"], 20, "nothing lost: {summary}");
     let replied = summary["outcomes"]["replied"].as_u64().unwrap();
     let dead = summary["outcomes"]["dead"].as_u64().unwrap();
-    assert_eq!(replied + dead, 20, "every message has exactly one outcome: {summary}");
+    assert_eq!(
+        replied + dead,
+        20,
+        "every message has exactly one outcome: {summary}"
+    );
     let counts = sends_per_message(&fake.sends());
-    assert!(counts.values().all(|&n| n == 1), "nothing doubled: {counts:?}");
-    assert_eq!(counts.len() as u64, replied, "replied means sent once; the rest are ambiguous_send dead letters");
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "nothing doubled: {counts:?}"
+    );
+    assert_eq!(
+        counts.len() as u64,
+        replied,
+        "replied means sent once; the rest are ambiguous_send dead letters"
+    );
 
     // The interrupted sends were never resent on their own; an operator replays them.
     let letters: serde_json::Value = client
@@ -375,15 +541,31 @@ async fn a_worker_killed_mid_batch_loses_and_doubles_nothing() {
     for letter in &letters {
         assert_eq!(letter["error"], "ambiguous_send");
         let url = format!("{base}/api/v1/dead-letters/{}/replay", letter["id"]);
-        assert_eq!(client.post(url).bearer_auth(ADMIN_TOKEN).send().await.unwrap().status(), 200);
+        assert_eq!(
+            client
+                .post(url)
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while child.summary().await["outcomes"]["replied"] != 20 {
-        assert!(std::time::Instant::now() < deadline, "replays not answered: {}", child.summary().await);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replays not answered: {}",
+            child.summary().await
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     child.kill();
     let counts = sends_per_message(&fake.sends());
     assert_eq!(counts.len(), 20);
-    assert!(counts.values().all(|&n| n == 1), "nothing doubled after the replays: {counts:?}");
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "nothing doubled after the replays: {counts:?}"
+    );
 }

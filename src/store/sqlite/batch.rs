@@ -14,7 +14,9 @@ use super::Tx;
 use crate::store::StoreError;
 
 type Completion = Box<dyn FnOnce(Result<(), Arc<StoreError>>) + Send>;
-type Op = Box<dyn for<'t> FnOnce(&'t mut Tx<'static>) -> BoxFuture<'t, Result<Completion, StoreError>> + Send>;
+type Op = Box<
+    dyn for<'t> FnOnce(&'t mut Tx<'static>) -> BoxFuture<'t, Result<Completion, StoreError>> + Send,
+>;
 
 const MAX_BATCH: usize = 256;
 
@@ -34,7 +36,9 @@ impl Batcher {
     pub(super) async fn write<T, F>(&self, write: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'t> FnOnce(&'t mut Tx<'static>) -> BoxFuture<'t, Result<T, StoreError>> + Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx<'static>) -> BoxFuture<'t, Result<T, StoreError>>
+            + Send
+            + 'static,
     {
         let (done, answer) = oneshot::channel::<Result<T, Arc<StoreError>>>();
         let op: Op = Box::new(move |tx| {

@@ -132,8 +132,18 @@ async fn insert_message_dead_letter(
 }
 
 /// Re-checks the gates on a fresh snapshot and claims the ledger row, in the caller's transaction.
-async fn claim_in(tx: &mut Tx<'_>, inbound_id: i64, reply_text: &str, now_ms: i64) -> Result<Claim, StoreError> {
-    let Some(context) = sqlx::query(CONTEXT_SQL).bind(inbound_id).fetch_optional(&mut **tx).await?.as_ref().map(context_from)
+async fn claim_in(
+    tx: &mut Tx<'_>,
+    inbound_id: i64,
+    reply_text: &str,
+    now_ms: i64,
+) -> Result<Claim, StoreError> {
+    let Some(context) = sqlx::query(CONTEXT_SQL)
+        .bind(inbound_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .as_ref()
+        .map(context_from)
     else {
         return Ok(Claim::AlreadyDecided);
     };
@@ -167,12 +177,20 @@ async fn claim_in(tx: &mut Tx<'_>, inbound_id: i64, reply_text: &str, now_ms: i6
     .fetch_optional(&mut **tx)
     .await?;
     Ok(match claimed {
-        Some((ledger_id, attempts)) => Claim::Claimed { ledger_id, attempts: attempts.max(0) as u32 },
+        Some((ledger_id, attempts)) => Claim::Claimed {
+            ledger_id,
+            attempts: attempts.max(0) as u32,
+        },
         None => Claim::Silenced(SilenceReason::Answered),
     })
 }
 
-async fn lease_in(tx: &mut Tx<'_>, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<LeasedJob>, StoreError> {
+async fn lease_in(
+    tx: &mut Tx<'_>,
+    now_ms: i64,
+    lease_ms: i64,
+    limit: u32,
+) -> Result<Vec<LeasedJob>, StoreError> {
     // A killed worker's jobs come back first.
     sqlx::query("UPDATE jobs SET state = 'available', lease_until_ms = NULL WHERE state = 'leased' AND lease_until_ms <= ?")
         .bind(now_ms)
@@ -198,15 +216,25 @@ async fn lease_in(tx: &mut Tx<'_>, now_ms: i64, lease_ms: i64, limit: u32) -> Re
     .await?;
     Ok(leased
         .into_iter()
-        .map(|(inbound_id, attempts)| LeasedJob { inbound_id, attempts: attempts.max(0) as u32 })
+        .map(|(inbound_id, attempts)| LeasedJob {
+            inbound_id,
+            attempts: attempts.max(0) as u32,
+        })
         .collect())
 }
 
 impl SqliteStore {
     /// Batched with the pipeline's other writes: a worker leasing one job as a permit frees up
     /// shares the transaction (and the fsync) of the claims and sends around it.
-    pub async fn lease_jobs(&self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<LeasedJob>, StoreError> {
-        self.batch.write(move |tx| Box::pin(lease_in(tx, now_ms, lease_ms, limit))).await
+    pub async fn lease_jobs(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<LeasedJob>, StoreError> {
+        self.batch
+            .write(move |tx| Box::pin(lease_in(tx, now_ms, lease_ms, limit)))
+            .await
     }
 
     pub async fn reply_context(&self, inbound_id: i64) -> Result<Option<ReplyContext>, StoreError> {
@@ -248,10 +276,17 @@ impl SqliteStore {
     }
 
     pub async fn drop_job(&self, inbound_id: i64) -> Result<(), StoreError> {
-        self.batch.write(move |tx| Box::pin(delete_job(tx, inbound_id))).await
+        self.batch
+            .write(move |tx| Box::pin(delete_job(tx, inbound_id)))
+            .await
     }
 
-    pub async fn finish_silent(&self, inbound_id: i64, reason: SilenceReason, now_ms: i64) -> Result<(), StoreError> {
+    pub async fn finish_silent(
+        &self,
+        inbound_id: i64,
+        reason: SilenceReason,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         self.batch
             .write(move |tx| {
                 Box::pin(async move {
@@ -262,12 +297,25 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn claim_reply(&self, inbound_id: i64, reply_text: &str, now_ms: i64) -> Result<Claim, StoreError> {
+    pub async fn claim_reply(
+        &self,
+        inbound_id: i64,
+        reply_text: &str,
+        now_ms: i64,
+    ) -> Result<Claim, StoreError> {
         let text = reply_text.to_owned();
-        self.batch.write(move |tx| Box::pin(async move { claim_in(tx, inbound_id, &text, now_ms).await })).await
+        self.batch
+            .write(move |tx| Box::pin(async move { claim_in(tx, inbound_id, &text, now_ms).await }))
+            .await
     }
 
-    pub async fn mark_sent(&self, inbound_id: i64, ledger_id: i64, outbound_id: &str, now_ms: i64) -> Result<(), StoreError> {
+    pub async fn mark_sent(
+        &self,
+        inbound_id: i64,
+        ledger_id: i64,
+        outbound_id: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         let outbound_id = outbound_id.to_owned();
         self.batch
             .write(move |tx| {
@@ -294,7 +342,13 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn mark_ambiguous(&self, inbound_id: i64, ledger_id: i64, error: &str, now_ms: i64) -> Result<(), StoreError> {
+    pub async fn mark_ambiguous(
+        &self,
+        inbound_id: i64,
+        ledger_id: i64,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         let error = error.to_owned();
         self.batch
             .write(move |tx| {
@@ -359,7 +413,8 @@ impl SqliteStore {
                 Box::pin(async move {
                     unclaim(tx, ledger_id, &error, now_ms).await?;
                     set_outcome(tx, inbound_id, &Outcome::Dead(error.clone()), now_ms).await?;
-                    insert_message_dead_letter(tx, inbound_id, &error, &detail, attempts, now_ms).await?;
+                    insert_message_dead_letter(tx, inbound_id, &error, &detail, attempts, now_ms)
+                        .await?;
                     delete_job(tx, inbound_id).await
                 })
             })
