@@ -183,9 +183,11 @@ impl App {
 /// Often enough to probe paused numbers and settle ambiguous sends on time, never busy.
 fn maintenance_interval(config: &Config) -> Duration {
     let quarter_quiet = config.ambiguous_quiet_period / 4;
+    let quarter_idle = config.operator_idle_release / 4;
     config
         .halt_probe_interval
         .min(quarter_quiet)
+        .min(quarter_idle)
         .clamp(Duration::from_millis(100), Duration::from_secs(10))
 }
 

@@ -90,6 +90,10 @@ pub struct Config {
     /// A status webhook for an outbound message replyd did not send (a human answering from
     /// another tool) puts the conversation in operator mode.
     pub human_reply_takeover: bool,
+    /// A conversation taken over by an operator goes back to the bot after this long without
+    /// operator activity (takeover, or a human reply from another tool).
+    #[serde(with = "humantime_serde")]
+    pub operator_idle_release: Duration,
     /// The responder of numbers not listed in `numbers`.
     pub responder: ResponderConfig,
     /// Business numbers with their own token, responder or rate.
@@ -144,6 +148,7 @@ impl Default for Config {
             halt_probe_interval: Duration::from_secs(60),
             keywords: Keywords::default(),
             human_reply_takeover: true,
+            operator_idle_release: Duration::from_secs(24 * 60 * 60),
             responder: ResponderConfig::default(),
             numbers: Vec::new(),
         }

@@ -8,6 +8,7 @@
 //! - a contact's window anchor (`last_inbound_ts`) never moves backwards;
 //! - a dead letter is unique per content, so replaying a spool or a re-delivery adds nothing.
 
+mod conversations;
 mod sqlite;
 mod sweep;
 
@@ -21,6 +22,7 @@ use crate::domain::{
 };
 use crate::whatsapp::PayloadError;
 
+pub use conversations::*;
 pub use sqlite::SqliteStore;
 pub use sweep::{
     SweepAction, SweepBatch, SweepBatchResult, SweepCursor, SweepDecision, SweepMode, SweepRun,
@@ -482,6 +484,13 @@ impl Store {
     }
 
     // ---- operators ----
+
+    /// Hands conversations back to the bot when their operator has been idle for `idle_ms`.
+    pub async fn release_idle_takeovers(&self, idle_ms: i64, now_ms: i64) -> Result<u64, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.release_idle_takeovers(idle_ms, now_ms).await,
+        }
+    }
 
     pub async fn set_opted_out(
         &self,

@@ -14,6 +14,7 @@ pub struct MaintenanceReport {
     pub numbers_resumed: usize,
     pub numbers_still_held: usize,
     pub ambiguous_settled: u64,
+    pub takeovers_released: u64,
 }
 
 impl Worker {
@@ -56,6 +57,13 @@ impl Worker {
                 count = report.ambiguous_settled,
                 "ambiguous sends became dead letters (ambiguous_send)"
             );
+        }
+        report.takeovers_released = self
+            .store
+            .release_idle_takeovers(self.settings.operator_idle_release_ms, self.clock.now_ms())
+            .await?;
+        if report.takeovers_released > 0 {
+            tracing::info!(count = report.takeovers_released, "idle operator takeovers handed back to the bot");
         }
         Ok(report)
     }

@@ -39,6 +39,7 @@ pub struct WorkerSettings {
     pub pair_pace: Pace,
     pub ambiguous_quiet_ms: i64,
     pub halt_probe_interval_ms: i64,
+    pub operator_idle_release_ms: i64,
     /// How long the lease loop waits when idle before looking again (jobs that come due).
     pub idle_poll: Duration,
 }
@@ -71,6 +72,7 @@ impl WorkerSettings {
             },
             ambiguous_quiet_ms: ms(config.ambiguous_quiet_period),
             halt_probe_interval_ms: ms(config.halt_probe_interval),
+            operator_idle_release_ms: ms(config.operator_idle_release),
             idle_poll: Duration::from_millis(200),
         }
     }

@@ -399,7 +399,8 @@ async fn advance_ledger(
 
 /// A status for an outbound message that is not in the ledger and carries none of our callback
 /// data was sent by someone else — a human answering from another tool: the conversation is
-/// theirs now, until an operator releases it.
+/// theirs now, until an operator releases it (each further human message keeps it theirs, and
+/// resets the idle time after which it returns to the bot).
 async fn take_over_for_a_human_reply(
     tx: &mut Tx<'_>,
     status: &StatusUpdate,
@@ -416,9 +417,9 @@ async fn take_over_for_a_human_reply(
     sqlx::query(
         "INSERT INTO conversations (phone_number_id, wa_id, mode, taken_by, updated_at_ms)
          VALUES (?1, ?2, 'operator', 'another tool', ?3)
-         ON CONFLICT (phone_number_id, wa_id) DO UPDATE SET mode = 'operator', taken_by = 'another tool',
-             updated_at_ms = excluded.updated_at_ms
-         WHERE conversations.mode = 'bot'",
+         ON CONFLICT (phone_number_id, wa_id) DO UPDATE SET mode = 'operator',
+             taken_by = coalesce(conversations.taken_by, 'another tool'), updated_at_ms = excluded.updated_at_ms
+         WHERE conversations.mode IN ('bot', 'operator')",
     )
     .bind(status.phone_number_id.as_str())
     .bind(recipient.trim_start_matches('+'))

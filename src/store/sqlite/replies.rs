@@ -499,6 +499,18 @@ impl SqliteStore {
         Ok(())
     }
 
+    pub async fn release_idle_takeovers(&self, idle_ms: i64, now_ms: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE conversations SET mode = 'bot', taken_by = NULL, updated_at_ms = ?1
+             WHERE mode = 'operator' AND updated_at_ms <= ?2",
+        )
+        .bind(now_ms)
+        .bind(now_ms.saturating_sub(idle_ms))
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     pub async fn set_opted_out(
         &self,
         phone_number_id: &str,
