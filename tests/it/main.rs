@@ -5,6 +5,7 @@ mod conformance;
 mod fixtures;
 mod helpers;
 mod ingest;
+mod interleaving;
 mod keywords;
 mod properties;
 mod replies;
