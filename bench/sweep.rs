@@ -12,8 +12,8 @@
 //!
 //! The candidates mix every path (per 20): 1 has its job (in_flight), 1 opted out, 1 held by an
 //! operator, 1 superseded by a newer answered message, 1 with a newer message that was not
-//! answered (the superseded check reads its conversation's whole reply history: the slow path),
-//! 15 lost jobs (re-enqueued). History and candidates are written with SQL, not through ingest;
+//! answered and five answered ones earlier that day (the superseded check reads those replies
+//! and finds none newer: its slow path), 15 lost jobs (re-enqueued). History and candidates are written with SQL, not through ingest;
 //! between runs the candidates are put back to pending without the jobs the sweep wrote.
 
 use std::path::Path;
@@ -252,6 +252,16 @@ async fn generate(conn: &mut SqliteConnection, p: &Params, now_s: i64) -> anyhow
                     (payload_ts + 60) * 1000, '{{}}', 'replied', (payload_ts + 60) * 1000
              FROM inbound_messages WHERE {}",
             kind(4)
+        ),
+        format!(
+            "WITH RECURSIVE r(j) AS (SELECT 1 UNION ALL SELECT j + 1 FROM r WHERE j < 5)
+             INSERT INTO inbound_messages (provider, message_id, phone_number_id, wa_id, kind, body,
+                                           payload_ts, received_at_ms, raw, outcome, outcome_at_ms)
+             SELECT 'cloud', 'wamid.R' || id || '.' || j, phone_number_id, wa_id, 'text', 'hola',
+                    payload_ts - 600 * j, (payload_ts - 600 * j) * 1000, '{{}}', 'replied',
+                    (payload_ts - 600 * j) * 1000
+             FROM inbound_messages, r WHERE {}",
+            kind(3)
         ),
     ];
     for sql in &statements {

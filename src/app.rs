@@ -18,6 +18,7 @@ use crate::http::{self, AppState};
 use crate::ingest::{GroupCommitWriter, Ingestor, Spool};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreOptions};
+use crate::sweep::{SweepSettings, Sweeper};
 use crate::worker::sender::Sender;
 use crate::worker::{Responders, Worker, WorkerSettings};
 
@@ -163,6 +164,13 @@ impl App {
                 .clone()
                 .run_spool_replayer(state.config.spool_replay_interval, shutdown.clone()),
         );
+        let sweeper = Sweeper::new(
+            state.store.clone(),
+            state.clock.clone(),
+            SweepSettings::from_config(&state.config),
+            state.jobs_ready.clone(),
+        );
+        let sweeps = tokio::spawn(sweeper.run(state.config.sweep_interval, shutdown.clone()));
         tracing::info!(address = %listener.local_addr()?, "replyd listening");
         let router = http::router(state);
         axum::serve(listener, router)
@@ -173,6 +181,7 @@ impl App {
         replayer.await.ok();
         workers.await.ok();
         maintenance.await.ok();
+        sweeps.await.ok();
         // The router (and with it every writer handle) is gone: the writer drains and stops.
         writer_task.await.ok();
         tracing::info!("replyd stopped");

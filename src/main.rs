@@ -12,6 +12,7 @@ use replyd::clock::Clock;
 use replyd::config::Config;
 use replyd::domain::Provider;
 use replyd::store::DeadLetterAction;
+use replyd::sweep::{SweepSettings, Sweeper};
 use replyd::tools::{fake_cloud_api, simulate};
 
 #[derive(Debug, Parser)]
@@ -41,6 +42,13 @@ enum Command {
     },
     /// Send signed, realistic webhook traffic to a URL and print a summary.
     Simulate(simulate::SimulateArgs),
+    /// Reconcile now: re-enqueue pending messages that pass every gate, silence the rest with
+    /// their reason, and print every decision.
+    Sweep {
+        /// Print the decisions without acting on them (takes no lock, writes nothing).
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// A local stand-in for the Cloud API send endpoint: records every send, injects faults.
     FakeCloudApi(fake_cloud_api::FakeCloudArgs),
     /// The dead-letter queue: messages that could not be answered, payloads that could not be read.
@@ -84,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Spool {
             command: SpoolCommand::Replay,
         } => spool_replay(load(&cli.config)?).await,
+        Command::Sweep { dry_run } => sweep(load(&cli.config)?, dry_run).await,
         Command::FakeCloudApi(args) => fake_cloud_api::run(args).await,
         Command::Dlq { command } => dlq(load(&cli.config)?, command).await,
         Command::Simulate(args) => {
@@ -132,6 +141,19 @@ async fn spool_replay(config: Config) -> anyhow::Result<()> {
         report.duplicate_messages,
         report.torn_bytes
     );
+    Ok(())
+}
+
+async fn sweep(config: Config, dry_run: bool) -> anyhow::Result<()> {
+    let core = Core::open(&config, Clock::system()).await?;
+    let sweeper = Sweeper::new(
+        core.store.clone(),
+        Clock::system(),
+        SweepSettings::from_config(&config),
+        core.jobs_ready.clone(),
+    );
+    let report = sweeper.run_once(dry_run).await.context("sweeping")?;
+    report.print_table();
     Ok(())
 }
 

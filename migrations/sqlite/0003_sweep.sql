@@ -28,6 +28,13 @@ CREATE TABLE sweep_decisions (
 -- A message's sweep history (why was this one re-enqueued, or left alone?).
 CREATE INDEX sweep_decisions_by_inbound ON sweep_decisions (inbound_id);
 
+-- The `superseded` gate asks: does a newer message of this conversation already have a reply?
+-- A newer message was claimed after it arrived, so no earlier than the candidate's payload time
+-- less any clock skew (taken as under 24 h): this index lets the check read only the
+-- conversation's recent replies, not its whole history. Ledger rows are written at reply rate,
+-- so one more index there costs the reply path little (ingest is untouched).
+CREATE INDEX ledger_by_conversation_claimed ON ledger (phone_number_id, wa_id, claimed_at_ms);
+
 -- Named leases shared by every process on this store: taken by one statement that succeeds only
 -- when the lock is free or its holder's lease ran out (a killed holder cannot keep it).
 CREATE TABLE locks (

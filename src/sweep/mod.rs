@@ -102,7 +102,6 @@ impl Sweeper {
             return self.sweep(SweepMode::DryRun, None).await;
         }
         // Unique per run: two runs of one process exclude each other like two processes do.
-        let t0 = std::time::Instant::now();
         let holder = format!("{}:{:016x}", std::process::id(), rand::random::<u64>());
         let ttl_ms = ms(self.settings.lock_ttl);
         if !self
@@ -112,14 +111,12 @@ impl Sweeper {
         {
             return Err(SweepError::Busy);
         }
-        eprintln!("TIMING lock {:?}", t0.elapsed());
         let result = self
             .sweep(SweepMode::Act { run_id: None }, Some(&holder))
             .await;
         if let Err(e) = self.store.unlock(SWEEP_LOCK, &holder).await {
             tracing::warn!(error = %e, "could not release the sweep lock; it expires on its own");
         }
-        eprintln!("TIMING unlocked {:?}", t0.elapsed());
         let report = result?;
         if report.requeued > 0 {
             self.jobs_ready.notify_one();

@@ -2,12 +2,13 @@
 //! (a dry run reads the same snapshot in a read transaction), set-based writes via `json_each`.
 //!
 //! Cost: candidates come from the partial index `inbound_pending`, the gate inputs are primary
-//! key lookups, and `superseded` looks at the conversation's ledger rows only when the contact
-//! has a message newer than the candidate, newest first (a newer answer is usually found at once).
+//! key lookups, and `superseded` runs only when the contact has a message newer than the
+//! candidate, reading that conversation's replies claimed since a day before the candidate's
+//! payload time (`ledger_by_conversation_claimed`), never its whole history.
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -19,70 +20,90 @@ use crate::store::{
     SweepRun,
 };
 
-/// Pending messages after the cursor, oldest payload first, with everything the gates read.
+/// Pending messages after the cursor, oldest payload first, with everything the gates read, as
+/// one JSON array (one row back from SQLite's worker thread instead of one per candidate).
 /// `INDEXED BY` pins the plan to the pending index: a plan over the whole table would be a
 /// silent regression from milliseconds to seconds.
 const CANDIDATES_SQL: &str = "
-    SELECT m.id, m.message_id, m.payload_ts, m.received_at_ms,
-           coalesce(c.opted_out, 0) AS opted_out,
-           coalesce(c.last_inbound_ts, m.payload_ts) AS last_inbound_ts,
-           coalesce(v.mode, 'bot') AS mode,
-           l.state AS ledger_state,
-           j.inbound_id IS NOT NULL AS has_job,
-           CASE WHEN coalesce(c.last_inbound_ts, m.payload_ts) > m.payload_ts THEN (
-               SELECT 1 FROM ledger n JOIN inbound_messages nm ON nm.id = n.inbound_id
-               WHERE n.phone_number_id = m.phone_number_id AND n.wa_id = m.wa_id
-                 AND n.state <> ?5 AND nm.payload_ts > m.payload_ts
-               ORDER BY n.inbound_id DESC LIMIT 1
-           ) END IS NOT NULL AS superseded
-    FROM inbound_messages m INDEXED BY inbound_pending
-    LEFT JOIN contacts c ON c.phone_number_id = m.phone_number_id AND c.wa_id = m.wa_id
-    LEFT JOIN conversations v ON v.phone_number_id = m.phone_number_id AND v.wa_id = m.wa_id
-    LEFT JOIN ledger l ON l.inbound_id = m.id
-    LEFT JOIN jobs j ON j.inbound_id = m.id
-    WHERE m.outcome IS NULL AND m.payload_ts <= ?1 AND (m.payload_ts, m.id) > (?2, ?3)
-    ORDER BY m.payload_ts, m.id
-    LIMIT ?4";
+    SELECT json_group_array(json_array(id, message_id, payload_ts, received_at_ms, opted_out,
+                                       last_inbound_ts, mode, ledger_state, has_job, superseded))
+    FROM (
+        SELECT m.id, m.message_id, m.payload_ts, m.received_at_ms,
+               coalesce(c.opted_out, 0) AS opted_out,
+               coalesce(c.last_inbound_ts, m.payload_ts) AS last_inbound_ts,
+               coalesce(v.mode, 'bot') AS mode,
+               l.state AS ledger_state,
+               j.inbound_id IS NOT NULL AS has_job,
+               CASE WHEN coalesce(c.last_inbound_ts, m.payload_ts) > m.payload_ts THEN (
+                   SELECT 1 FROM ledger n INDEXED BY ledger_by_conversation_claimed
+                   JOIN inbound_messages nm ON nm.id = n.inbound_id
+                   WHERE n.phone_number_id = m.phone_number_id AND n.wa_id = m.wa_id
+                     AND n.claimed_at_ms >= (m.payload_ts - ?6) * 1000
+                     AND n.state <> ?5 AND nm.payload_ts > m.payload_ts
+                   LIMIT 1
+               ) END IS NOT NULL AS superseded
+        FROM inbound_messages m INDEXED BY inbound_pending
+        LEFT JOIN contacts c ON c.phone_number_id = m.phone_number_id AND c.wa_id = m.wa_id
+        LEFT JOIN conversations v ON v.phone_number_id = m.phone_number_id AND v.wa_id = m.wa_id
+        LEFT JOIN ledger l ON l.inbound_id = m.id
+        LEFT JOIN jobs j ON j.inbound_id = m.id
+        WHERE m.outcome IS NULL AND m.payload_ts <= ?1 AND (m.payload_ts, m.id) > (?2, ?3)
+        ORDER BY m.payload_ts, m.id
+        LIMIT ?4
+    )";
 
-/// One candidate, decided.
-struct Decided {
-    cursor: SweepCursor,
-    decision: SweepDecision,
+/// How far before a candidate's payload time a reply to a newer message can have been claimed:
+/// a message is received (and claimed) no earlier than its payload time less the skew between
+/// WhatsApp's clock and ours, assumed to be under a day.
+const SUPERSEDED_LOOKBACK_S: i64 = gates::WINDOW_SECS;
+
+/// One pending message with the gates' inputs, in the column order of `CANDIDATES_SQL`.
+#[derive(Debug, Deserialize)]
+struct Candidate {
+    id: i64,
+    message_id: String,
+    payload_ts: i64,
+    received_at_ms: i64,
+    opted_out: i64,
+    last_inbound_ts: i64,
+    mode: String,
+    ledger_state: Option<String>,
+    has_job: i64,
+    superseded: i64,
 }
 
-fn decide(row: &SqliteRow, batch: &SweepBatch) -> Decided {
-    let snapshot = GateSnapshot {
-        opted_out: row.get::<i64, _>("opted_out") != 0,
-        mode: ConversationMode::parse(row.get("mode")).unwrap_or(ConversationMode::Bot),
-        ledger: row
-            .get::<Option<&str>, _>("ledger_state")
-            .and_then(LedgerState::parse),
-        last_inbound_ts: row.get("last_inbound_ts"),
-    };
-    let arrived_within_grace =
-        row.get::<i64, _>("received_at_ms") > batch.now_ms.saturating_sub(batch.grace_ms);
-    let facts = SweepFacts {
-        in_flight: row.get::<bool, _>("has_job") || arrived_within_grace,
-        superseded: row.get("superseded"),
-    };
-    let verdict = gates::evaluate_for_sweep(&snapshot, facts, batch.now_ms);
-    let inbound_id = row.get("id");
-    Decided {
-        cursor: SweepCursor {
-            payload_ts: row.get("payload_ts"),
-            inbound_id,
-        },
-        decision: SweepDecision {
-            inbound_id,
-            message_id: row.get("message_id"),
+impl Candidate {
+    fn cursor(&self) -> SweepCursor {
+        SweepCursor {
+            payload_ts: self.payload_ts,
+            inbound_id: self.id,
+        }
+    }
+
+    fn decide(self, batch: &SweepBatch) -> SweepDecision {
+        let snapshot = GateSnapshot {
+            opted_out: self.opted_out != 0,
+            mode: ConversationMode::parse(&self.mode).unwrap_or(ConversationMode::Bot),
+            ledger: self.ledger_state.as_deref().and_then(LedgerState::parse),
+            last_inbound_ts: self.last_inbound_ts,
+        };
+        let arrived_within_grace =
+            self.received_at_ms > batch.now_ms.saturating_sub(batch.grace_ms);
+        let facts = SweepFacts {
+            in_flight: self.has_job != 0 || arrived_within_grace,
+            superseded: self.superseded != 0,
+        };
+        let verdict = gates::evaluate_for_sweep(&snapshot, facts, batch.now_ms);
+        SweepDecision {
+            inbound_id: self.id,
+            message_id: self.message_id,
             action: SweepAction::from_verdict(verdict),
-        },
+        }
     }
 }
 
 impl SqliteStore {
     pub async fn sweep_batch(&self, batch: &SweepBatch) -> Result<SweepBatchResult, StoreError> {
-        let t0 = std::time::Instant::now();
         let mut tx = match batch.mode {
             SweepMode::DryRun => self.pool.begin().await?,
             SweepMode::Act { .. } => self.writer.begin_with("BEGIN IMMEDIATE").await?,
@@ -92,21 +113,24 @@ impl SqliteStore {
             inbound_id: i64::MIN,
         });
         let cutoff_s = batch.now_ms.saturating_sub(batch.grace_ms).div_euclid(1000);
-        let rows = sqlx::query(CANDIDATES_SQL)
+        let candidates: String = sqlx::query_scalar(CANDIDATES_SQL)
             .bind(cutoff_s)
             .bind(after.payload_ts)
             .bind(after.inbound_id)
             .bind(batch.limit)
             .bind(LedgerState::Unsent.as_str())
-            .fetch_all(&mut *tx)
+            .bind(SUPERSEDED_LOOKBACK_S)
+            .fetch_one(&mut *tx)
             .await?;
-        let t1 = t0.elapsed();
-        let decided: Vec<Decided> = rows.iter().map(|row| decide(row, batch)).collect();
-        let next = match decided.last() {
-            Some(last) if decided.len() >= batch.limit as usize => Some(last.cursor),
+        let mut candidates: Vec<Candidate> = serde_json::from_str(&candidates).map_err(corrupt)?;
+        // An aggregate's input order is not promised by SQL: the cursor needs it, so restore it.
+        candidates.sort_unstable_by_key(Candidate::cursor);
+        let next = match candidates.last() {
+            Some(last) if candidates.len() >= batch.limit as usize => Some(last.cursor()),
             _ => None,
         };
-        let decisions: Vec<SweepDecision> = decided.into_iter().map(|d| d.decision).collect();
+        let decisions: Vec<SweepDecision> =
+            candidates.into_iter().map(|c| c.decide(batch)).collect();
         let SweepMode::Act { run_id } = batch.mode else {
             // Nothing was written: dropping the read transaction ends it.
             return Ok(SweepBatchResult {
@@ -124,17 +148,12 @@ impl SqliteStore {
                     .await?
             }
         };
-        let t2 = t0.elapsed();
         act(&mut tx, &decisions, batch.now_ms).await?;
-        let t3 = t0.elapsed();
         record(&mut tx, run_id, &decisions).await?;
-        let t4 = t0.elapsed();
         if next.is_none() {
             finish_run(&mut tx, run_id, batch.now_ms).await?;
         }
-        let t5 = t0.elapsed();
         tx.commit().await?;
-        eprintln!("TIMING query {t1:?} decide+run {t2:?} act {t3:?} record {t4:?} finish {t5:?} commit {:?}", t0.elapsed());
         Ok(SweepBatchResult {
             run_id: Some(run_id),
             decisions,
