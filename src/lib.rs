@@ -8,6 +8,7 @@ pub mod domain;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod operators;
 pub mod secret;
 pub mod store;
 pub mod sweep;

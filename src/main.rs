@@ -11,6 +11,7 @@ use replyd::app::{App, Core};
 use replyd::clock::Clock;
 use replyd::config::Config;
 use replyd::domain::Provider;
+use replyd::operators;
 use replyd::store::DeadLetterAction;
 use replyd::sweep::{SweepSettings, Sweeper};
 use replyd::tools::{fake_cloud_api, simulate};
@@ -48,6 +49,16 @@ enum Command {
         /// Print the decisions without acting on them (takes no lock, writes nothing).
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Operator controls of a conversation (takeover, release, escalate, resolve) and the list.
+    Conversation {
+        #[command(subcommand)]
+        command: operators::ConversationCommand,
+    },
+    /// A contact's consent (opt-out, opt-in).
+    Contact {
+        #[command(subcommand)]
+        command: operators::ContactCommand,
     },
     /// A local stand-in for the Cloud API send endpoint: records every send, injects faults.
     FakeCloudApi(fake_cloud_api::FakeCloudArgs),
@@ -92,6 +103,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Spool {
             command: SpoolCommand::Replay,
         } => spool_replay(load(&cli.config)?).await,
+        Command::Conversation { command } => conversation(load(&cli.config)?, command).await,
+        Command::Contact { command } => contact(load(&cli.config)?, command).await,
         Command::Sweep { dry_run } => sweep(load(&cli.config)?, dry_run).await,
         Command::FakeCloudApi(args) => fake_cloud_api::run(args).await,
         Command::Dlq { command } => dlq(load(&cli.config)?, command).await,
@@ -140,6 +153,27 @@ async fn spool_replay(config: Config) -> anyhow::Result<()> {
         report.new_messages,
         report.duplicate_messages,
         report.torn_bytes
+    );
+    Ok(())
+}
+
+async fn conversation(
+    config: Config,
+    command: operators::ConversationCommand,
+) -> anyhow::Result<()> {
+    let core = Core::open(&config, Clock::system()).await?;
+    print!(
+        "{}",
+        operators::conversation(&core.store, &Clock::system(), command).await?
+    );
+    Ok(())
+}
+
+async fn contact(config: Config, command: operators::ContactCommand) -> anyhow::Result<()> {
+    let core = Core::open(&config, Clock::system()).await?;
+    print!(
+        "{}",
+        operators::contact(&core.store, &Clock::system(), command).await?
     );
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! The HTTP surface: webhooks, admin API, health and metrics, all on one router.
 
 pub mod admin;
+pub mod conversations;
 pub mod error;
 pub mod health;
+pub mod openapi;
 pub mod sweep;
 pub mod webhook;
 
@@ -42,6 +44,11 @@ pub fn router(state: AppState) -> Router {
             "/dead-letters/{id}/discard",
             post(admin::discard_dead_letter),
         )
+        .route("/conversations", get(conversations::list))
+        .route(
+            "/conversations/{phone_number_id}/{wa_id}",
+            get(conversations::detail),
+        )
         .route(
             "/conversations/{phone_number_id}/{wa_id}/{action}",
             post(admin::conversation_action),
@@ -52,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/sweep", post(sweep::run))
         .route("/sweeps", get(sweep::history))
+        .route("/openapi.json", get(openapi::document))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,

@@ -486,7 +486,11 @@ impl Store {
     // ---- operators ----
 
     /// Hands conversations back to the bot when their operator has been idle for `idle_ms`.
-    pub async fn release_idle_takeovers(&self, idle_ms: i64, now_ms: i64) -> Result<u64, StoreError> {
+    pub async fn release_idle_takeovers(
+        &self,
+        idle_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
         match self {
             Self::Sqlite(s) => s.release_idle_takeovers(idle_ms, now_ms).await,
         }

@@ -63,7 +63,10 @@ impl Worker {
             .release_idle_takeovers(self.settings.operator_idle_release_ms, self.clock.now_ms())
             .await?;
         if report.takeovers_released > 0 {
-            tracing::info!(count = report.takeovers_released, "idle operator takeovers handed back to the bot");
+            tracing::info!(
+                count = report.takeovers_released,
+                "idle operator takeovers handed back to the bot"
+            );
         }
         Ok(report)
     }

@@ -167,18 +167,34 @@ async fn an_idle_takeover_returns_to_the_bot() {
         c.halt_probe_interval = std::time::Duration::from_millis(50);
     })
     .await;
-    app.admin_post(&format!("/conversations/{PHONE_NUMBER_ID}/{USER}/takeover"), Some(json!({"by": "ana"}))).await;
-    app.post_webhook(at("wamid.K.held", "hello", now_s() - 60)).await;
+    app.admin_post(
+        &format!("/conversations/{PHONE_NUMBER_ID}/{USER}/takeover"),
+        Some(json!({"by": "ana"})),
+    )
+    .await;
+    app.post_webhook(at("wamid.K.held", "hello", now_s() - 60))
+        .await;
     app.settled().await;
-    assert_eq!(outcome(&app, "wamid.K.held").await, ("silent".into(), Some("operator".into())));
+    assert_eq!(
+        outcome(&app, "wamid.K.held").await,
+        ("silent".into(), Some("operator".into()))
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        app.post_webhook(at(&format!("wamid.K.try.{}", now_s()), "hello", now_s() - 1)).await;
+        app.post_webhook(at(
+            &format!("wamid.K.try.{}", now_s()),
+            "hello",
+            now_s() - 1,
+        ))
+        .await;
         let summary = app.settled().await;
         if summary["outcomes"]["replied"].as_u64() > Some(0) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the takeover was never released: {summary}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the takeover was never released: {summary}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

@@ -7,6 +7,7 @@ mod helpers;
 mod ingest;
 mod interleaving;
 mod keywords;
+mod operators;
 mod properties;
 mod replies;
 mod spool;

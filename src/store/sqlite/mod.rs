@@ -10,6 +10,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 mod batch;
+mod conversations;
 mod ingest;
 mod replies;
 mod sweep;

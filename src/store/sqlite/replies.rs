@@ -499,7 +499,11 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub async fn release_idle_takeovers(&self, idle_ms: i64, now_ms: i64) -> Result<u64, StoreError> {
+    pub async fn release_idle_takeovers(
+        &self,
+        idle_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE conversations SET mode = 'bot', taken_by = NULL, updated_at_ms = ?1
              WHERE mode = 'operator' AND updated_at_ms <= ?2",
