@@ -10,6 +10,8 @@
 #   BENCH_ONLY_BARE=1      measure the bare baseline only (no replyd serve)
 #   BENCH_PORT=19100       first TCP port on 127.0.0.1; every server start takes the next one
 #   BENCH_KEEP=1           keep the work dir (server logs, databases, raw results)
+#   BENCH_WORKER=false     false: an ingest-only process (what this bench measures);
+#                          true: the all-in-one serve, its workers replying (sandbox) meanwhile
 #
 # Scenarios: A = every POST a new message; B = half the POSTs re-send an earlier payload.
 # The load generator (`replyd simulate`) runs on the same machine and competes for its cores.
@@ -23,6 +25,7 @@ duration=${BENCH_DURATION:-}
 rounds=${BENCH_ROUNDS:-3}
 connections=${BENCH_CONNECTIONS:-64}
 only_bare=${BENCH_ONLY_BARE:-0}
+worker=${BENCH_WORKER:-false}
 port=${BENCH_PORT:-19100}
 secret=bench-secret
 admin_token=bench-admin
@@ -72,6 +75,7 @@ start_server() {
             REPLYD_DATABASE_URL="sqlite://$dir/replyd.db" \
             REPLYD_APP_SECRET="$secret" REPLYD_ADMIN_TOKEN="$admin_token" \
             REPLYD_SPOOL_DIR="$dir/spool" RUST_LOG=warn \
+            REPLYD_WORKER_ENABLED="$worker" \
             "$replyd_bin" serve) >"$dir/server.log" 2>&1 &
     fi
     server_pid=$!

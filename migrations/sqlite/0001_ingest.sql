@@ -37,11 +37,15 @@ CREATE TABLE jobs (
     last_error      TEXT,
     created_at_ms   INTEGER NOT NULL
 );
--- Head of each conversation's queue: a job is leased only when no earlier one of its
--- conversation is waiting or leased (one conversation in order, one message at a time).
-CREATE INDEX jobs_by_conversation ON jobs (phone_number_id, wa_id, payload_ts, inbound_id);
-CREATE INDEX jobs_due ON jobs (run_at_ms) WHERE state = 'available';
-CREATE INDEX jobs_leased ON jobs (lease_until_ms) WHERE state = 'leased';
+-- What ingest touches is append-like (new jobs carry recent payload times), so a backlog of
+-- queued jobs costs ingest nothing extra. One conversation in order, one message at a time:
+-- the lease takes due jobs oldest first, one per conversation, and skips a conversation that
+-- has a leased job or an earlier job waiting to be retried — both small, partial indexes.
+CREATE INDEX jobs_available ON jobs (payload_ts, inbound_id) WHERE state = 'available';
+CREATE INDEX jobs_leased ON jobs (phone_number_id, wa_id) WHERE state = 'leased';
+CREATE INDEX jobs_lease_expiry ON jobs (lease_until_ms) WHERE state = 'leased';
+CREATE INDEX jobs_retrying ON jobs (phone_number_id, wa_id, payload_ts, inbound_id)
+    WHERE state = 'available' AND attempts > 0;
 
 -- Status webhooks for our outbound messages, one row per (message id, status).
 CREATE TABLE statuses (

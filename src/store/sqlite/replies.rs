@@ -185,41 +185,52 @@ async fn claim_in(
     })
 }
 
-async fn lease_in(
-    tx: &mut Tx<'_>,
-    now_ms: i64,
-    lease_ms: i64,
-    limit: u32,
-) -> Result<Vec<LeasedJob>, StoreError> {
-    // A killed worker's jobs come back first.
+async fn lease_in(tx: &mut Tx<'_>, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<LeasedJob>, StoreError> {
+    // A killed worker's jobs come back first (as retries: they keep their place in order).
     sqlx::query("UPDATE jobs SET state = 'available', lease_until_ms = NULL WHERE state = 'leased' AND lease_until_ms <= ?")
         .bind(now_ms)
         .execute(&mut **tx)
         .await?;
+    // Due jobs, oldest first, whose conversation has nothing leased and nothing earlier waiting
+    // for a retry. Several due jobs of one conversation can qualify; only its first is taken.
+    let candidates: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT j.inbound_id, j.phone_number_id, j.wa_id FROM jobs j INDEXED BY jobs_available
+         WHERE j.state = 'available' AND j.run_at_ms <= ?1
+           AND NOT EXISTS (SELECT 1 FROM jobs l INDEXED BY jobs_leased
+                           WHERE l.state = 'leased' AND l.phone_number_id = j.phone_number_id AND l.wa_id = j.wa_id)
+           AND NOT EXISTS (SELECT 1 FROM jobs r INDEXED BY jobs_retrying
+                           WHERE r.state = 'available' AND r.attempts > 0
+                             AND r.phone_number_id = j.phone_number_id AND r.wa_id = j.wa_id
+                             AND (r.payload_ts, r.inbound_id) < (j.payload_ts, j.inbound_id))
+         ORDER BY j.payload_ts, j.inbound_id
+         LIMIT ?2",
+    )
+    .bind(now_ms)
+    .bind(i64::from(limit).saturating_mul(4))
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut conversations = std::collections::HashSet::new();
+    let heads: Vec<i64> = candidates
+        .into_iter()
+        .filter(|(_, phone, wa)| conversations.insert((phone.clone(), wa.clone())))
+        .map(|(id, _, _)| id)
+        .take(limit as usize)
+        .collect();
+    if heads.is_empty() {
+        return Ok(Vec::new());
+    }
     let leased: Vec<(i64, i64)> = sqlx::query_as(
         "UPDATE jobs SET state = 'leased', lease_until_ms = ?1, attempts = attempts + 1
-         WHERE inbound_id IN (
-             SELECT j.inbound_id FROM jobs j
-             WHERE j.state = 'available' AND j.run_at_ms <= ?2
-               AND NOT EXISTS (
-                   SELECT 1 FROM jobs o
-                   WHERE o.phone_number_id = j.phone_number_id AND o.wa_id = j.wa_id
-                     AND (o.payload_ts, o.inbound_id) < (j.payload_ts, j.inbound_id))
-             ORDER BY j.run_at_ms, j.inbound_id
-             LIMIT ?3)
+         WHERE inbound_id IN (SELECT value FROM json_each(?2))
          RETURNING inbound_id, attempts",
     )
     .bind(now_ms.saturating_add(lease_ms))
-    .bind(now_ms)
-    .bind(limit)
+    .bind(serde_json::to_string(&heads).expect("ids serialise"))
     .fetch_all(&mut **tx)
     .await?;
     Ok(leased
         .into_iter()
-        .map(|(inbound_id, attempts)| LeasedJob {
-            inbound_id,
-            attempts: attempts.max(0) as u32,
-        })
+        .map(|(inbound_id, attempts)| LeasedJob { inbound_id, attempts: attempts.max(0) as u32 })
         .collect())
 }
 
