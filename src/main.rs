@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 use replyd::app::{App, Core};
 use replyd::clock::Clock;
 use replyd::config::Config;
-use replyd::domain::Provider;
+use replyd::ingest::DeadLetterReplay;
 use replyd::operators;
 use replyd::store::DeadLetterAction;
 use replyd::sweep::{SweepSettings, Sweeper};
@@ -213,38 +213,26 @@ async fn dlq(config: Config, command: DlqCommand) -> anyhow::Result<()> {
             }
             println!("{} open dead letter(s)", letters.len());
         }
-        DlqCommand::Replay { id } => match core
-            .store
-            .replay_dead_letter(id, Clock::system().now_ms())
-            .await?
-        {
-            DeadLetterAction::Replayed => {
-                println!("dead letter {id} replayed: the message is queued again")
-            }
-            DeadLetterAction::ReingestPayload => {
-                let letter = core
-                    .store
-                    .dead_letter(id)
-                    .await?
-                    .context("dead letter vanished")?;
-                let provider = Provider::parse(&letter.provider).unwrap_or(Provider::Cloud);
-                let raw = letter.raw.unwrap_or_default().into_bytes();
-                let unit = core.ingestor.parse(provider, &raw);
-                if let Some(bad) = unit.undecodable {
-                    anyhow::bail!(
-                        "dead letter {id}: the payload still does not parse: {}",
-                        bad.error
-                    );
+        DlqCommand::Replay { id } => {
+            let now = Clock::system().now_ms();
+            match core
+                .ingestor
+                .replay_dead_letter(&core.store, id, now)
+                .await?
+            {
+                DeadLetterReplay::MessageQueued => {
+                    println!("dead letter {id} replayed: the message is queued again")
                 }
-                core.ingestor.accept(provider, raw.into()).await?;
-                core.store.mark_dead_letter_replayed(id).await?;
-                println!("dead letter {id} replayed: the payload was ingested");
+                DeadLetterReplay::PayloadIngested => {
+                    println!("dead letter {id} replayed: the payload was ingested")
+                }
+                DeadLetterReplay::StillMalformed(why) => {
+                    anyhow::bail!("dead letter {id} still fails: {why}")
+                }
+                DeadLetterReplay::NotFound => anyhow::bail!("no dead letter {id}"),
+                DeadLetterReplay::NotOpen => anyhow::bail!("dead letter {id} is not open"),
             }
-            DeadLetterAction::NotFound => anyhow::bail!("no dead letter {id}"),
-            DeadLetterAction::NotOpen | DeadLetterAction::Discarded => {
-                anyhow::bail!("dead letter {id} is not open")
-            }
-        },
+        }
         DlqCommand::Discard { id } => match core.store.discard_dead_letter(id).await? {
             DeadLetterAction::Discarded => println!("dead letter {id} discarded"),
             DeadLetterAction::NotFound => anyhow::bail!("no dead letter {id}"),

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::domain::{ConversationMode, PhoneNumberId, Provider, WaId};
+use crate::domain::{ConversationMode, PhoneNumberId, WaId};
+use crate::ingest::DeadLetterReplay;
 use crate::store::{DeadLetterAction, MessageRecord, Summary};
 
 /// Refuses any request without `Authorization: Bearer <admin token>`.
@@ -118,41 +119,20 @@ pub async fn replay_dead_letter(
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let now = state.clock.now_ms();
-    match state.store.replay_dead_letter(id, now).await? {
-        DeadLetterAction::Replayed => {
+    match state
+        .ingestor
+        .replay_dead_letter(&state.store, id, now)
+        .await?
+    {
+        DeadLetterReplay::MessageQueued | DeadLetterReplay::PayloadIngested => {
             state.jobs_ready.notify_one();
             Ok(Json(json!({"id": id, "state": "replayed"})))
         }
-        DeadLetterAction::ReingestPayload => {
-            let letter = state
-                .store
-                .dead_letter(id)
-                .await?
-                .ok_or(ApiError::NotFound)?;
-            let provider = Provider::parse(&letter.provider).unwrap_or(Provider::Cloud);
-            let raw = letter.raw.unwrap_or_default().into_bytes();
-            let unit = state.ingestor.parse(provider, &raw);
-            if let Some(bad) = &unit.undecodable {
-                return Err(ApiError::Conflict(format!(
-                    "the payload still does not parse: {}",
-                    bad.error
-                )));
-            }
-            if !unit.notification.rejected.is_empty() {
-                return Err(ApiError::Conflict("the item still does not parse".into()));
-            }
-            state
-                .ingestor
-                .accept(provider, raw.into())
-                .await
-                .map_err(|e| ApiError::Conflict(e.to_string()))?;
-            state.store.mark_dead_letter_replayed(id).await?;
-            Ok(Json(json!({"id": id, "state": "replayed"})))
+        DeadLetterReplay::StillMalformed(why) => {
+            Err(ApiError::Conflict(format!("still fails: {why}")))
         }
-        DeadLetterAction::NotFound => Err(ApiError::NotFound),
-        DeadLetterAction::NotOpen | DeadLetterAction::Discarded => {
-            Err(ApiError::Conflict("the dead letter is not open".into()))
-        }
+        DeadLetterReplay::NotFound => Err(ApiError::NotFound),
+        DeadLetterReplay::NotOpen => Err(ApiError::Conflict("the dead letter is not open".into())),
     }
 }
 

@@ -17,7 +17,9 @@ use crate::domain::MessageKind;
 use crate::domain::Provider;
 use crate::domain::keywords::Keywords;
 use crate::metrics::Metrics;
-use crate::store::{IngestReport, IngestUnit, KeywordHit, UndecodablePayload};
+use crate::store::{
+    DeadLetterAction, IngestReport, IngestUnit, KeywordHit, Store, StoreError, UndecodablePayload,
+};
 use crate::whatsapp::{cloud, wasender};
 pub use spool::Spool;
 pub use writer::{GroupCommitWriter, WriteError};
@@ -40,6 +42,19 @@ pub enum ReplayError {
     Io(#[from] io::Error),
     #[error("the store refused a spooled payload; the file is kept for the next replay: {0}")]
     Store(#[from] WriteError),
+}
+
+/// What replaying a dead letter did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadLetterReplay {
+    /// A message is pending again with a fresh job; the gates decide anew.
+    MessageQueued,
+    /// A payload parsed this time and was ingested.
+    PayloadIngested,
+    /// The payload still does not parse (or could not be made durable): the dead letter stays open.
+    StillMalformed(String),
+    NotFound,
+    NotOpen,
 }
 
 /// What one spool replay did.
@@ -235,6 +250,44 @@ impl Ingestor {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "spool replay postponed"),
+            }
+        }
+    }
+
+    /// Replays an open dead letter: a message goes back through the gates with a new job; a
+    /// payload is parsed again (after a fix) and ingested, and stays open if it still fails.
+    pub async fn replay_dead_letter(
+        &self,
+        store: &Store,
+        id: i64,
+        now_ms: i64,
+    ) -> Result<DeadLetterReplay, StoreError> {
+        match store.replay_dead_letter(id, now_ms).await? {
+            DeadLetterAction::Replayed => Ok(DeadLetterReplay::MessageQueued),
+            DeadLetterAction::NotFound => Ok(DeadLetterReplay::NotFound),
+            DeadLetterAction::NotOpen | DeadLetterAction::Discarded => {
+                Ok(DeadLetterReplay::NotOpen)
+            }
+            DeadLetterAction::ReingestPayload => {
+                let Some(letter) = store.dead_letter(id).await? else {
+                    return Ok(DeadLetterReplay::NotFound);
+                };
+                let provider = Provider::parse(&letter.provider).unwrap_or(Provider::Cloud);
+                let raw = letter.raw.unwrap_or_default().into_bytes();
+                let unit = self.parse(provider, &raw);
+                if let Some(bad) = &unit.undecodable {
+                    return Ok(DeadLetterReplay::StillMalformed(bad.error.to_string()));
+                }
+                if let Some(item) = unit.notification.rejected.first() {
+                    return Ok(DeadLetterReplay::StillMalformed(item.error.clone()));
+                }
+                match self.accept(provider, raw.into()).await {
+                    Ok(_) => {
+                        store.mark_dead_letter_replayed(id).await?;
+                        Ok(DeadLetterReplay::PayloadIngested)
+                    }
+                    Err(e) => Ok(DeadLetterReplay::StillMalformed(e.to_string())),
+                }
             }
         }
     }

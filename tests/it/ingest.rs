@@ -421,3 +421,26 @@ async fn admin_routes_need_the_bearer_token() {
     assert_eq!(app.admin_get("/messages/wamid.unknown").await.0, 404);
     assert_eq!(app.admin_get("/dead-letters?limit=0").await.0, 400);
 }
+
+#[tokio::test]
+async fn replaying_a_payload_that_still_does_not_parse_keeps_it_open() {
+    let app = spawn_app().await;
+    app.post_webhook(b"{\"object\": ".to_vec()).await;
+    let letter = app.dead_letters().await.pop().unwrap();
+    let (status, body) = app
+        .admin_post(&format!("/dead-letters/{}/replay", letter["id"]), None)
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(app.dead_letters().await.len(), 1, "still open");
+    assert_eq!(
+        app.admin_post(&format!("/dead-letters/{}/discard", letter["id"]), None)
+            .await
+            .0,
+        200
+    );
+    assert!(app.dead_letters().await.is_empty());
+    assert_eq!(
+        app.admin_post("/dead-letters/999/replay", None).await.0,
+        404
+    );
+}

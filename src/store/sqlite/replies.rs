@@ -185,7 +185,12 @@ async fn claim_in(
     })
 }
 
-async fn lease_in(tx: &mut Tx<'_>, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<LeasedJob>, StoreError> {
+async fn lease_in(
+    tx: &mut Tx<'_>,
+    now_ms: i64,
+    lease_ms: i64,
+    limit: u32,
+) -> Result<Vec<LeasedJob>, StoreError> {
     // A killed worker's jobs come back first (as retries: they keep their place in order).
     sqlx::query("UPDATE jobs SET state = 'available', lease_until_ms = NULL WHERE state = 'leased' AND lease_until_ms <= ?")
         .bind(now_ms)
@@ -230,7 +235,10 @@ async fn lease_in(tx: &mut Tx<'_>, now_ms: i64, lease_ms: i64, limit: u32) -> Re
     .await?;
     Ok(leased
         .into_iter()
-        .map(|(inbound_id, attempts)| LeasedJob { inbound_id, attempts: attempts.max(0) as u32 })
+        .map(|(inbound_id, attempts)| LeasedJob {
+            inbound_id,
+            attempts: attempts.max(0) as u32,
+        })
         .collect())
 }
 
