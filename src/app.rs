@@ -99,7 +99,8 @@ impl App {
             Sender::from_config(&config),
             responders,
             core.jobs_ready.clone(),
-        );
+        )
+        .with_keywords(config.keywords.clone());
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;

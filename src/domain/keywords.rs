@@ -21,6 +21,11 @@ pub struct Keywords {
     pub opt_out: Vec<String>,
     pub opt_in: Vec<String>,
     pub escalate: Vec<String>,
+    /// Sent once when a keyword opts a contact out (the one message an opted-out contact gets);
+    /// none when unset. A repeated STOP gets nothing.
+    pub opt_out_reply: Option<String>,
+    /// Sent instead of the responder's answer when a keyword opts a contact back in.
+    pub opt_in_reply: Option<String>,
 }
 
 impl Default for Keywords {
@@ -81,11 +86,23 @@ impl Default for Keywords {
                 "atendente",
                 "mensch",
             ]),
+            opt_out_reply: None,
+            opt_in_reply: None,
         }
     }
 }
 
 impl Keywords {
+    /// The confirmation to send for a message that changed consent, if one is configured.
+    pub fn confirmation(&self, action: KeywordAction) -> Option<&str> {
+        match action {
+            KeywordAction::OptOut => self.opt_out_reply.as_deref(),
+            KeywordAction::OptIn => self.opt_in_reply.as_deref(),
+            KeywordAction::Escalate => None,
+        }
+        .filter(|t| !t.trim().is_empty())
+    }
+
     /// What the message does by itself, if anything. Opt-out wins over the others.
     pub fn classify(&self, text: &str) -> Option<KeywordAction> {
         let said = normalize(text);

@@ -190,6 +190,8 @@ pub struct ReplyContext {
     pub snapshot: GateSnapshot,
     pub outcome: Option<Outcome>,
     pub ledger_id: Option<i64>,
+    /// Payload time of the message that last changed the contact's consent.
+    pub consent_ts: Option<i64>,
 }
 
 /// One earlier exchange of a conversation (for responders that want history).
@@ -368,6 +370,19 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(s) => s.finish_silent(inbound_id, reason, now_ms).await,
+        }
+    }
+
+    /// Claims the ledger row for the confirmation of an opt-out: the one message an opted-out
+    /// contact may get. Every other gate still holds.
+    pub async fn claim_opt_out_confirmation(
+        &self,
+        inbound_id: i64,
+        text: &str,
+        now_ms: i64,
+    ) -> Result<Claim, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.claim_with(inbound_id, text, now_ms, true).await,
         }
     }
 

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::domain::keywords::Keywords;
 use crate::domain::retry::RetryPolicy;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -146,6 +147,8 @@ pub struct Worker {
     holds: Arc<Mutex<HashMap<String, i64>>>,
     /// Rung by ingest and by operator actions when jobs become due.
     jobs_ready: Arc<Notify>,
+    /// Consent keywords and their confirmations.
+    keywords: Arc<Keywords>,
 }
 
 impl Worker {
@@ -168,7 +171,14 @@ impl Worker {
             limiter: Arc::new(Limiter::default()),
             holds: Arc::new(Mutex::new(HashMap::new())),
             jobs_ready,
+            keywords: Arc::new(Keywords::default()),
         }
+    }
+
+    /// Confirms consent keywords with these words (`[keywords]` in the configuration).
+    pub fn with_keywords(mut self, keywords: Keywords) -> Self {
+        self.keywords = Arc::new(keywords);
+        self
     }
 
     /// Leases and processes jobs until `shutdown`, then stops leasing and lets in-flight jobs

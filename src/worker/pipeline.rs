@@ -6,6 +6,7 @@ use rand::Rng;
 use super::Worker;
 use super::responder::{Decision, HistoryItem, ResponderError, ResponderInput};
 use crate::domain::gates::{self, LedgerState, Verdict};
+use crate::domain::keywords::KeywordAction;
 use crate::domain::retry::{Backoff, RetryDecision};
 use crate::domain::{ConversationMode, SilenceReason, callback_for_ledger};
 use crate::store::{Claim, LeasedJob, ReplyContext, StoreError};
@@ -75,6 +76,11 @@ impl Worker {
             _ => {}
         }
         let now = self.clock.now_ms();
+        // The message that changed consent may get its configured confirmation (an opt-out's is
+        // the one message an opted-out contact receives); a repeated keyword does not.
+        if let Some((text, confirming_opt_out)) = self.consent_confirmation(&ctx) {
+            return self.send_reply(&job, &ctx, text, confirming_opt_out).await;
+        }
         if let Verdict::Silent(reason) = gates::evaluate(&ctx.snapshot, now) {
             return self.silence(id, reason).await;
         }
@@ -127,13 +133,35 @@ impl Worker {
                 return self.silence(id, SilenceReason::Escalated).await;
             }
         };
+        self.send_reply(&job, &ctx, text, false).await
+    }
+
+    /// Claim (gates re-checked inside), send, record.
+    async fn send_reply(
+        &self,
+        job: &LeasedJob,
+        ctx: &ReplyContext,
+        text: String,
+        confirming_opt_out: bool,
+    ) -> Result<JobResult, StoreError> {
+        let id = job.inbound_id;
+        if let Some(next_probe) = self.held_until(&ctx.message.phone_number_id) {
+            self.store
+                .retry_later(id, None, next_probe, "sends_held", true)
+                .await?;
+            return Ok(JobResult::Held);
+        }
         // Pace before claiming: the wait holds no ledger row, and the gates are re-checked after it.
-        self.pace(&ctx).await;
-        let (ledger_id, attempts) = match self
-            .store
-            .claim_reply(id, &text, self.clock.now_ms())
-            .await?
-        {
+        self.pace(ctx).await;
+        let now = self.clock.now_ms();
+        let claim = if confirming_opt_out {
+            self.store
+                .claim_opt_out_confirmation(id, &text, now)
+                .await?
+        } else {
+            self.store.claim_reply(id, &text, now).await?
+        };
+        let (ledger_id, attempts) = match claim {
             Claim::Claimed {
                 ledger_id,
                 attempts,
@@ -167,8 +195,18 @@ impl Worker {
                 tracing::debug!(message.id = %m.message_id, attempts, "replied");
                 Ok(JobResult::Replied)
             }
-            Err(error) => self.send_failed(&job, &ctx, ledger_id, error).await,
+            Err(error) => self.send_failed(job, ctx, ledger_id, error).await,
         }
+    }
+
+    /// The configured confirmation for a message that is a consent keyword and is the very
+    /// message that changed the contact's consent; with whether it confirms an opt-out.
+    fn consent_confirmation(&self, ctx: &ReplyContext) -> Option<(String, bool)> {
+        let action = self.keywords.classify(ctx.message.text.as_deref()?)?;
+        let text = self.keywords.confirmation(action)?;
+        let changed_consent = ctx.consent_ts == Some(ctx.message.timestamp)
+            && ctx.snapshot.opted_out == (action == KeywordAction::OptOut);
+        changed_consent.then(|| (text.to_owned(), action == KeywordAction::OptOut))
     }
 
     async fn send_failed(

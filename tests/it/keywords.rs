@@ -198,3 +198,57 @@ async fn an_idle_takeover_returns_to_the_bot() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn an_opt_out_is_confirmed_once_and_then_nothing_more_is_sent() {
+    let app = spawn_replying_app(|c| {
+        c.keywords.opt_out_reply =
+            Some("You will not hear from us again. Send START to undo.".into());
+        c.keywords.opt_in_reply = Some("Welcome back!".into());
+    })
+    .await;
+    let t = now_s() - 600;
+    app.post_webhook(at("wamid.C.stop", "STOP", t)).await;
+    app.settled().await;
+    app.post_webhook(at("wamid.C.stop2", "stop", t + 1)).await;
+    app.post_webhook(at("wamid.C.hello", "hello?", t + 2)).await;
+    app.settled().await;
+    assert_eq!(
+        outcome(&app, "wamid.C.stop").await,
+        ("replied".into(), None),
+        "the confirmation"
+    );
+    assert_eq!(
+        outcome(&app, "wamid.C.stop2").await,
+        ("silent".into(), Some("opted_out".into())),
+        "only once"
+    );
+    assert_eq!(
+        outcome(&app, "wamid.C.hello").await,
+        ("silent".into(), Some("opted_out".into()))
+    );
+    app.post_webhook(at("wamid.C.start", "START", t + 3)).await;
+    app.settled().await;
+    assert_eq!(
+        outcome(&app, "wamid.C.start").await,
+        ("replied".into(), None)
+    );
+
+    let (status, conversation) = app
+        .admin_get(&format!("/conversations/{PHONE_NUMBER_ID}/{USER}"))
+        .await;
+    assert_eq!(status, 200, "{conversation}");
+    let replies: Vec<&str> = conversation["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reply"]["text"].as_str())
+        .collect();
+    assert_eq!(
+        replies,
+        [
+            "You will not hear from us again. Send START to undo.",
+            "Welcome back!"
+        ]
+    );
+}

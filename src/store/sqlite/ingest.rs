@@ -207,7 +207,7 @@ async fn apply_keywords(
             KeywordAction::OptOut | KeywordAction::OptIn => {
                 sqlx::query(
                     "UPDATE contacts SET opted_out = ?, consent_ts = ?, updated_at_ms = ?
-                     WHERE phone_number_id = ? AND wa_id = ? AND coalesce(consent_ts, 0) <= ?",
+                     WHERE phone_number_id = ? AND wa_id = ? AND coalesce(consent_ts, 0) <= ? AND opted_out != ?",
                 )
                 .bind(action == KeywordAction::OptOut)
                 .bind(m.timestamp)
@@ -215,6 +215,7 @@ async fn apply_keywords(
                 .bind(phone)
                 .bind(wa)
                 .bind(m.timestamp)
+                .bind(action == KeywordAction::OptOut)
                 .execute(&mut **tx)
                 .await?;
             }

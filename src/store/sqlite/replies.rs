@@ -20,7 +20,7 @@ const CONTEXT_SQL: &str = "
            m.outcome, m.outcome_reason, c.display_name,
            coalesce(c.opted_out, 0) AS opted_out,
            coalesce(c.last_inbound_ts, m.payload_ts) AS last_inbound_ts,
-           coalesce(v.mode, 'bot') AS mode, l.id AS ledger_id, l.state AS ledger_state
+           coalesce(v.mode, 'bot') AS mode, l.id AS ledger_id, l.state AS ledger_state, c.consent_ts
     FROM inbound_messages m
     LEFT JOIN contacts c ON c.phone_number_id = m.phone_number_id AND c.wa_id = m.wa_id
     LEFT JOIN conversations v ON v.phone_number_id = m.phone_number_id AND v.wa_id = m.wa_id
@@ -51,6 +51,7 @@ fn context_from(row: &SqliteRow) -> ReplyContext {
         },
         outcome: Outcome::from_columns(row.get("outcome"), row.get("outcome_reason")),
         ledger_id: row.get("ledger_id"),
+        consent_ts: row.get("consent_ts"),
     }
 }
 
@@ -137,6 +138,7 @@ async fn claim_in(
     inbound_id: i64,
     reply_text: &str,
     now_ms: i64,
+    confirming_opt_out: bool,
 ) -> Result<Claim, StoreError> {
     let Some(context) = sqlx::query(CONTEXT_SQL)
         .bind(inbound_id)
@@ -151,7 +153,9 @@ async fn claim_in(
         delete_job(tx, inbound_id).await?;
         return Ok(Claim::AlreadyDecided);
     }
-    if let Verdict::Silent(reason) = gates::evaluate(&context.snapshot, now_ms) {
+    let mut snapshot = context.snapshot;
+    snapshot.opted_out &= !confirming_opt_out;
+    if let Verdict::Silent(reason) = gates::evaluate(&snapshot, now_ms) {
         // An answered message's outcome belongs to its ledger row (replied, or settled later).
         if reason != SilenceReason::Answered {
             set_outcome(tx, inbound_id, &Outcome::Silent(reason), now_ms).await?;
@@ -322,9 +326,23 @@ impl SqliteStore {
         reply_text: &str,
         now_ms: i64,
     ) -> Result<Claim, StoreError> {
+        self.claim_with(inbound_id, reply_text, now_ms, false).await
+    }
+
+    pub async fn claim_with(
+        &self,
+        inbound_id: i64,
+        reply_text: &str,
+        now_ms: i64,
+        confirming_opt_out: bool,
+    ) -> Result<Claim, StoreError> {
         let text = reply_text.to_owned();
         self.batch
-            .write(move |tx| Box::pin(async move { claim_in(tx, inbound_id, &text, now_ms).await }))
+            .write(move |tx| {
+                Box::pin(async move {
+                    claim_in(tx, inbound_id, &text, now_ms, confirming_opt_out).await
+                })
+            })
             .await
     }
 
