@@ -186,7 +186,13 @@ mod tests {
             opt_out: vec!["basta".into()],
             opt_in: vec![],
             escalate: vec![],
+            ..Keywords::default()
         };
+        assert_eq!(
+            k.confirmation(KeywordAction::OptOut),
+            None,
+            "no confirmation unless configured"
+        );
         assert_eq!(k.classify("BASTA"), Some(KeywordAction::OptOut));
         assert_eq!(k.classify("stop"), None);
     }
