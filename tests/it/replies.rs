@@ -569,3 +569,113 @@ async fn a_worker_killed_mid_batch_loses_and_doubles_nothing() {
         "nothing doubled after the replays: {counts:?}"
     );
 }
+
+#[tokio::test]
+async fn a_replayed_dead_letter_still_goes_through_the_gates() {
+    let args = FakeCloudArgs {
+        permanent_error_code: Some(131026),
+        ..FakeCloudArgs::default()
+    };
+    let (app, fake) = replying_with_fake(args, |_| {}).await;
+    app.post_webhook(text_notification("wamid.RG.1", "hello"))
+        .await;
+    app.settled().await;
+    let letter = app.dead_letters().await.pop().unwrap();
+    fake.set_permanent_error(None);
+    // Meanwhile the contact opted out: the replay must not send.
+    app.admin_post(&format!("/contacts/{PHONE_NUMBER_ID}/{USER}/opt-out"), None)
+        .await;
+    assert_eq!(
+        app.admin_post(&format!("/dead-letters/{}/replay", letter["id"]), None)
+            .await
+            .0,
+        200
+    );
+    app.settled().await;
+    let m = app.message("wamid.RG.1").await.unwrap();
+    assert_eq!(
+        (m["outcome"].as_str(), m["reason"].as_str()),
+        (Some("silent"), Some("opted_out"))
+    );
+    assert!(fake.sends().is_empty());
+}
+
+/// A business bot on a random port: fails its first `fail_first` calls with 500, then answers;
+/// `/refuse` always answers 400.
+async fn bot(fail_first: usize) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let app = axum::Router::new()
+        .route(
+            "/bot",
+            axum::routing::post(move || {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n < fail_first {
+                        (axum::http::StatusCode::INTERNAL_SERVER_ERROR, String::new())
+                    } else {
+                        (
+                            axum::http::StatusCode::OK,
+                            json!({"action": "reply", "text": "from the bot"}).to_string(),
+                        )
+                    }
+                }
+            }),
+        )
+        .route(
+            "/refuse",
+            axum::routing::post(|| async { axum::http::StatusCode::BAD_REQUEST }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, calls)
+}
+
+use std::sync::Arc;
+
+fn http_responder(url: String) -> replyd::worker::responder::ResponderConfig {
+    replyd::worker::responder::ResponderConfig::Http {
+        url,
+        secret: Secret::new("bot-secret"),
+        timeout: Duration::from_secs(2),
+        history: 5,
+    }
+}
+
+#[tokio::test]
+async fn responder_failures_are_retried_then_dead_lettered_like_sends() {
+    let (base, calls) = bot(2).await;
+    let (app, fake) = replying_with_fake(FakeCloudArgs::default(), |c| {
+        c.responder = http_responder(format!("{base}/bot"))
+    })
+    .await;
+    app.post_webhook(text_notification("wamid.BOT.1", "hello"))
+        .await;
+    app.settled().await;
+    assert_eq!(
+        app.message("wamid.BOT.1").await.unwrap()["outcome"],
+        "replied"
+    );
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "two 500s retried, then answered"
+    );
+    assert_eq!(fake.sends()[0].body, "from the bot");
+
+    let (app, fake) = replying_with_fake(FakeCloudArgs::default(), |c| {
+        c.responder = http_responder(format!("{base}/refuse"))
+    })
+    .await;
+    app.post_webhook(text_notification("wamid.BOT.2", "hello"))
+        .await;
+    app.settled().await;
+    let m = app.message("wamid.BOT.2").await.unwrap();
+    assert_eq!(
+        (m["outcome"].as_str(), m["reason"].as_str()),
+        (Some("dead"), Some("responder_refused"))
+    );
+    assert!(fake.sends().is_empty());
+}
