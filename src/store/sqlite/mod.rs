@@ -12,6 +12,7 @@ use sqlx::{Row, Sqlite, Transaction};
 mod batch;
 mod conversations;
 mod ingest;
+mod operators;
 mod replies;
 mod sweep;
 
