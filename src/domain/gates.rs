@@ -87,14 +87,6 @@ impl LedgerState {
     pub fn answers(self) -> bool {
         self != Self::Unsent
     }
-
-    /// A send went out for certain.
-    pub fn is_sent(self) -> bool {
-        matches!(
-            self,
-            Self::Sent | Self::Delivered | Self::Read | Self::Played | Self::Failed
-        )
-    }
 }
 
 /// What the gates look at, read from the store in one go.

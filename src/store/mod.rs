@@ -361,7 +361,8 @@ impl Store {
         }
     }
 
-    /// Records `silent:<reason>` (unless an outcome exists) and removes the job.
+    /// Records `silent:<reason>` (unless an outcome exists, or the reason is `answered`: that
+    /// message's outcome belongs to its ledger row) and removes the job.
     pub async fn finish_silent(
         &self,
         inbound_id: i64,

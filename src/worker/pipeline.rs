@@ -341,14 +341,9 @@ impl Worker {
         inbound_id: i64,
         reason: SilenceReason,
     ) -> Result<JobResult, StoreError> {
-        if reason == SilenceReason::Answered {
-            // The ledger row owns this message's outcome.
-            self.store.drop_job(inbound_id).await?;
-        } else {
-            self.store
-                .finish_silent(inbound_id, reason, self.clock.now_ms())
-                .await?;
-        }
+        self.store
+            .finish_silent(inbound_id, reason, self.clock.now_ms())
+            .await?;
         self.count_silence(reason);
         Ok(JobResult::Silent(reason))
     }

@@ -35,10 +35,6 @@ impl Sender {
         }
     }
 
-    pub fn is_sandbox(&self) -> bool {
-        matches!(self, Self::Sandbox)
-    }
-
     pub async fn send_text(&self, reply: &TextReply<'_>) -> Result<Accepted, SendError> {
         match self {
             Self::Sandbox => Ok(Accepted {

@@ -490,7 +490,8 @@ async fn status_update(store: &Store, out: &str, state: &str, callback: Option<S
         .unwrap();
 }
 
-async fn statuses_move_the_ledger_forward_only(store: Store) {
+/// Message "x" from user "A", ingested, leased and claimed: its job and ledger row.
+async fn claimed_message(store: &Store) -> (replyd::store::LeasedJob, i64) {
     store
         .ingest_batch(&[messages(vec![msg("x", "A", TS)])], NOW_MS)
         .await
@@ -501,8 +502,13 @@ async fn statuses_move_the_ledger_forward_only(store: Store) {
         .await
         .unwrap()
     else {
-        panic!()
+        panic!("the first claim of a fresh message is ours")
     };
+    (job, ledger_id)
+}
+
+async fn statuses_move_the_ledger_forward_only(store: Store) {
+    let (job, ledger_id) = claimed_message(&store).await;
     store
         .mark_sent(job.inbound_id, ledger_id, "wamid.out", NOW_MS)
         .await
@@ -528,18 +534,7 @@ async fn statuses_move_the_ledger_forward_only(store: Store) {
 }
 
 async fn a_status_with_our_callback_settles_an_ambiguous_send(store: Store) {
-    store
-        .ingest_batch(&[messages(vec![msg("x", "A", TS)])], NOW_MS)
-        .await
-        .unwrap();
-    let job = store.lease_jobs(NOW_MS, 60_000, 10).await.unwrap()[0];
-    let Claim::Claimed { ledger_id, .. } = store
-        .claim_reply(job.inbound_id, "hi", NOW_MS)
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let (job, ledger_id) = claimed_message(&store).await;
     store
         .mark_ambiguous(job.inbound_id, ledger_id, "timeout", NOW_MS)
         .await
@@ -570,18 +565,7 @@ async fn a_status_with_our_callback_settles_an_ambiguous_send(store: Store) {
 }
 
 async fn quiet_ambiguous_sends_become_replayable_dead_letters(store: Store) {
-    store
-        .ingest_batch(&[messages(vec![msg("x", "A", TS)])], NOW_MS)
-        .await
-        .unwrap();
-    let job = store.lease_jobs(NOW_MS, 60_000, 10).await.unwrap()[0];
-    let Claim::Claimed { ledger_id, .. } = store
-        .claim_reply(job.inbound_id, "hi", NOW_MS)
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let (job, ledger_id) = claimed_message(&store).await;
     store
         .mark_ambiguous(job.inbound_id, ledger_id, "timeout", NOW_MS)
         .await

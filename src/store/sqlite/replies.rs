@@ -85,6 +85,20 @@ async fn delete_job(tx: &mut Tx<'_>, inbound_id: i64) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// Records `silent:<reason>` and removes the job. An answered message's outcome belongs to its
+/// ledger row (replied, or settled later), so for `answered` only the job goes.
+async fn silence_in(
+    tx: &mut Tx<'_>,
+    inbound_id: i64,
+    reason: SilenceReason,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    if reason != SilenceReason::Answered {
+        set_outcome(tx, inbound_id, &Outcome::Silent(reason), now_ms).await?;
+    }
+    delete_job(tx, inbound_id).await
+}
+
 /// A claimed row whose send is known not to have happened goes back to `unsent`.
 async fn unclaim(
     tx: &mut Tx<'_>,
@@ -154,11 +168,7 @@ async fn claim_in(
     let mut snapshot = context.snapshot;
     snapshot.opted_out &= !confirming_opt_out;
     if let Verdict::Silent(reason) = gates::evaluate(&snapshot, now_ms) {
-        // An answered message's outcome belongs to its ledger row (replied, or settled later).
-        if reason != SilenceReason::Answered {
-            set_outcome(tx, inbound_id, &Outcome::Silent(reason), now_ms).await?;
-        }
-        delete_job(tx, inbound_id).await?;
+        silence_in(tx, inbound_id, reason, now_ms).await?;
         return Ok(Claim::Silenced(reason));
     }
     let m = &context.message;
@@ -309,12 +319,7 @@ impl SqliteStore {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         self.batch
-            .write(move |tx| {
-                Box::pin(async move {
-                    set_outcome(tx, inbound_id, &Outcome::Silent(reason), now_ms).await?;
-                    delete_job(tx, inbound_id).await
-                })
-            })
+            .write(move |tx| Box::pin(silence_in(tx, inbound_id, reason, now_ms)))
             .await
     }
 
