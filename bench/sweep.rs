@@ -24,6 +24,7 @@ use anyhow::Context;
 use sqlx::{Connection, Executor, SqliteConnection};
 
 use replyd::clock::Clock;
+use replyd::secret::DatabaseUrl;
 use replyd::store::{Store, StoreOptions};
 use replyd::sweep::{SweepReport, SweepSettings, Sweeper};
 
@@ -93,10 +94,10 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn measure(db: &Path, p: &Params) -> anyhow::Result<Row> {
-    let url = format!("sqlite://{}", db.display());
+    let url: DatabaseUrl = format!("sqlite://{}", db.display()).into();
     let store = Store::connect(&url, &StoreOptions::default()).await?;
     store.migrate().await?;
-    let mut conn = SqliteConnection::connect(&url).await?;
+    let mut conn = SqliteConnection::connect(url.expose()).await?;
     let now_s = Clock::system().now_s();
     let started = Instant::now();
     let first_candidate = generate(&mut conn, p, now_s).await?;

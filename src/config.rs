@@ -10,7 +10,7 @@ use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::keywords::Keywords;
-use crate::secret::Secret;
+use crate::secret::{DatabaseUrl, Secret};
 use crate::worker::responder::ResponderConfig;
 
 pub const DEFAULT_CONFIG_FILE: &str = "replyd.toml";
@@ -20,8 +20,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "replyd.toml";
 pub struct Config {
     /// Address the HTTP server binds (`127.0.0.1:0` picks a free port).
     pub listen: SocketAddr,
-    /// `sqlite://path` (embedded default).
-    pub database_url: String,
+    /// `sqlite://path` (embedded default). Shown with its password hidden.
+    pub database_url: DatabaseUrl,
     pub redis_url: Option<String>,
     /// Meta app secret: the key of `X-Hub-Signature-256`. Unset = every POST /webhook is refused.
     pub app_secret: Secret,
@@ -117,7 +117,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            database_url: "sqlite://./replyd-data/replyd.db".into(),
+            database_url: DatabaseUrl::from("sqlite://./replyd-data/replyd.db"),
             redis_url: None,
             app_secret: Secret::default(),
             verify_token: Secret::default(),

@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use clap::{Args, Subcommand};
 
 use crate::clock::Clock;
-use crate::domain::{ConversationMode, IdError, PhoneNumberId, WaId};
+use crate::domain::{ConversationMode, IdError, OperatorNote, PhoneNumberId, WaId};
 use crate::store::{ConversationSummary, Store, StoreError};
 
 /// `replyd conversation …`
@@ -28,8 +28,8 @@ pub enum ConversationCommand {
         #[command(flatten)]
         target: Target,
         /// Who takes it over (shown in the console and the API).
-        #[arg(long, default_value = "operator")]
-        by: String,
+        #[arg(long, default_value = "operator", value_parser = parse_note)]
+        by: OperatorNote,
     },
     /// Hand the conversation back to the bot.
     Release {
@@ -40,8 +40,8 @@ pub enum ConversationCommand {
     Escalate {
         #[command(flatten)]
         target: Target,
-        #[arg(long, default_value = "escalated by an operator")]
-        reason: String,
+        #[arg(long, default_value = "escalated by an operator", value_parser = parse_note)]
+        reason: OperatorNote,
     },
     /// Close an escalation: the bot answers again.
     Resolve {
@@ -72,6 +72,10 @@ pub struct Target {
 
 fn parse_mode(raw: &str) -> Result<ConversationMode, String> {
     ConversationMode::parse(raw).ok_or_else(|| "expected bot, operator or escalated".to_owned())
+}
+
+fn parse_note(raw: &str) -> Result<OperatorNote, IdError> {
+    OperatorNote::parse(raw)
 }
 
 fn parse_phone_number_id(raw: &str) -> Result<PhoneNumberId, IdError> {
@@ -108,7 +112,7 @@ pub async fn conversation(
             target.phone_number_id.as_str(),
             target.wa_id.as_str(),
             mode,
-            note.as_deref(),
+            note.as_ref().map(OperatorNote::as_str),
             clock.now_ms(),
         )
         .await?;
@@ -250,6 +254,16 @@ mod tests {
             panic!("takeover")
         };
         assert_eq!((target.wa_id.as_str(), by.as_str()), ("3460", "maria"));
+        let long = "x".repeat(OperatorNote::MAX_CHARS + 1);
+        let refused = parse(&[
+            "conversation",
+            "escalate",
+            "1065",
+            "3460",
+            "--reason",
+            &long,
+        ]);
+        assert!(refused.is_err(), "a reason past 256 characters is refused");
         assert!(matches!(
             parse(&["conversation", "list", "--mode", "escalated"])
                 .unwrap()

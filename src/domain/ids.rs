@@ -13,6 +13,8 @@ pub enum IdError {
     TooLong { kind: &'static str, max: usize },
     #[error("{kind} contains a control character")]
     ControlCharacter { kind: &'static str },
+    #[error("{kind} is longer than {max} characters")]
+    TooManyCharacters { kind: &'static str, max: usize },
 }
 
 fn check(kind: &'static str, raw: &str, max: usize) -> Result<(), IdError> {
@@ -88,6 +90,44 @@ id_newtype!(
     128
 );
 
+/// Free text an operator gives: who took a conversation over, why it was escalated. Shown in
+/// the console, the API and the CLI, so it is bounded and kept to one line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct OperatorNote(String);
+
+impl OperatorNote {
+    pub const MAX_CHARS: usize = 256;
+
+    pub fn parse(raw: impl Into<String>) -> Result<Self, IdError> {
+        const KIND: &str = "operator note";
+        let raw = raw.into();
+        if raw.trim().is_empty() {
+            return Err(IdError::Empty { kind: KIND });
+        }
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(IdError::TooManyCharacters {
+                kind: KIND,
+                max: Self::MAX_CHARS,
+            });
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(IdError::ControlCharacter { kind: KIND });
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OperatorNote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Where an inbound message came from. Dedup is per (provider, message id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -138,6 +178,18 @@ mod tests {
             WaId::parse("12\n3"),
             Err(IdError::ControlCharacter { .. })
         ));
+    }
+
+    #[test]
+    fn operator_notes_are_bounded_in_characters() {
+        let most = "é".repeat(OperatorNote::MAX_CHARS);
+        assert!(OperatorNote::parse(most.clone()).is_ok());
+        assert!(matches!(
+            OperatorNote::parse(format!("{most}x")),
+            Err(IdError::TooManyCharacters { max: 256, .. })
+        ));
+        assert!(OperatorNote::parse("  ").is_err());
+        assert!(OperatorNote::parse("maria\nadmin").is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 pub mod ids;
 pub mod inbound;
 
-pub use ids::{IdError, MessageId, PhoneNumberId, Provider, WaId};
+pub use ids::{IdError, MessageId, OperatorNote, PhoneNumberId, Provider, WaId};
 pub use inbound::{
     ContactProfile, ConversationKey, DeliveryStatus, InboundMessage, MessageKind, Notification,
     PlatformError, RejectedItem, StatusUpdate,

@@ -3,7 +3,7 @@
 //! why not to.
 //!
 //! delay = min(cap, base · multiplier^(attempt-1)) + jitter (0–25 % of it); 503-class failures
-//! use a larger multiplier; a `Retry-After` answer is honoured; 131056 (pair rate limit) waits
+//! use a larger multiplier; a `Retry-After` answer is honoured up to the cap; 131056 (pair rate limit) waits
 //! 4^n seconds as Meta asks; a retry is never scheduled at or past the close of the 24-hour window.
 
 use std::time::Duration;
@@ -102,7 +102,9 @@ impl RetryPolicy {
         let base = self.base.as_secs_f64();
         let cap = self.cap.as_secs_f64();
         let secs = match (retry_after, backoff) {
-            (Some(after), _) => after.as_secs_f64().min(cap.max(after.as_secs_f64())),
+            // Honoured, but never past the cap: a hostile or broken `Retry-After: 31536000`
+            // must not park a message until its window has long closed.
+            (Some(after), _) => after.as_secs_f64(),
             (None, Backoff::ServiceUnavailable) => {
                 base * self.unavailable_multiplier.powi(exponent)
             }
@@ -111,11 +113,7 @@ impl RetryPolicy {
             (None, Backoff::PairRateLimit) => 4f64.powi(exponent),
             (None, Backoff::Normal | Backoff::Limited) => base * self.multiplier.powi(exponent),
         };
-        let secs = if retry_after.is_some() {
-            secs
-        } else {
-            secs.min(cap)
-        };
+        let secs = secs.min(cap);
         let jitter = secs * self.jitter * jitter_unit.clamp(0.0, 1.0);
         Duration::from_secs_f64((secs + jitter).clamp(0.0, 1e9))
     }
@@ -202,6 +200,15 @@ mod tests {
             prop_assert!(d >= bare);
             prop_assert!(d <= bare * (1.0 + p.jitter) + 1e-9);
             prop_assert!(bare <= secs(p.cap) + 1e-9);
+        }
+
+        #[test]
+        fn retry_after_is_honoured_up_to_the_cap(attempts in 1u32..100, backoff in any_backoff(), after_s in 0u64..100_000_000, j in 0.0f64..1.0) {
+            let p = RetryPolicy::default();
+            let after = Duration::from_secs(after_s);
+            let bare = secs(p.delay(attempts, backoff, Some(after), 0.0));
+            prop_assert_eq!(bare, secs(after).min(secs(p.cap)));
+            prop_assert!(secs(p.delay(attempts, backoff, Some(after), j)) <= secs(p.cap) * (1.0 + p.jitter) + 1e-9);
         }
 
         #[test]

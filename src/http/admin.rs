@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::domain::{ConversationMode, PhoneNumberId, WaId};
+use crate::domain::{ConversationMode, OperatorNote, PhoneNumberId, WaId};
 use crate::ingest::DeadLetterReplay;
-use crate::store::{DeadLetterAction, MessageRecord, Summary};
+use crate::store::{DeadLetter, DeadLetterAction, MessageRecord, Summary};
 
 /// Refuses any request without `Authorization: Bearer <admin token>`.
 pub async fn require_admin(
@@ -97,7 +97,7 @@ pub struct ListQuery {
     limit: Option<i64>,
 }
 
-/// `GET /api/v1/dead-letters?limit=N` (newest first, open ones).
+/// `GET /api/v1/dead-letters?limit=N` (newest first, open ones, without their kept bytes).
 pub async fn dead_letters(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
@@ -110,6 +110,19 @@ pub async fn dead_letters(
     }
     let items = state.store.dead_letters(limit).await?;
     Ok(Json(json!({ "dead_letters": items })))
+}
+
+/// `GET /api/v1/dead-letters/{id}`: one dead letter, whatever its state, with its kept bytes.
+pub async fn dead_letter(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<DeadLetter>, ApiError> {
+    let letter = state
+        .store
+        .dead_letter(id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(letter))
 }
 
 /// `POST /api/v1/dead-letters/{id}/replay`: a message goes back through the gates with a new
@@ -162,13 +175,10 @@ pub async fn conversation_action(
 ) -> Result<Json<Value>, ApiError> {
     let body = body.map(|Json(b)| b).unwrap_or_default();
     let (mode, note) = match action.as_str() {
-        "takeover" => (
-            ConversationMode::Operator,
-            body.by.or(Some("operator".into())),
-        ),
+        "takeover" => (ConversationMode::Operator, Some(note(body.by, "operator")?)),
         "escalate" => (
             ConversationMode::Escalated,
-            body.reason.or(Some("escalated by an operator".into())),
+            Some(note(body.reason, "escalated by an operator")?),
         ),
         "release" | "resolve" => (ConversationMode::Bot, None),
         _ => return Err(ApiError::NotFound),
@@ -176,11 +186,23 @@ pub async fn conversation_action(
     let (phone, wa) = parse_conversation(&phone_number_id, &wa_id)?;
     state
         .store
-        .set_conversation_mode(&phone, &wa, mode, note.as_deref(), state.clock.now_ms())
+        .set_conversation_mode(
+            &phone,
+            &wa,
+            mode,
+            note.as_ref().map(OperatorNote::as_str),
+            state.clock.now_ms(),
+        )
         .await?;
     Ok(Json(
         json!({"phone_number_id": phone, "wa_id": wa, "mode": mode.as_str()}),
     ))
+}
+
+/// An operator's `by` or `reason`, or the default when none is given; 422 when out of bounds.
+fn note(given: Option<String>, default: &str) -> Result<OperatorNote, ApiError> {
+    OperatorNote::parse(given.unwrap_or_else(|| default.to_owned()))
+        .map_err(|e| ApiError::Unprocessable(e.to_string()))
 }
 
 /// `POST /api/v1/contacts/{phone_number_id}/{wa_id}/{opt-out|opt-in}`

@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route("/messages/{message_id}", get(admin::message))
         .route("/summary", get(admin::summary))
         .route("/dead-letters", get(admin::dead_letters))
+        .route("/dead-letters/{id}", get(admin::dead_letter))
         .route("/dead-letters/{id}/replay", post(admin::replay_dead_letter))
         .route(
             "/dead-letters/{id}/discard",

@@ -68,12 +68,19 @@ fn paths() -> Value {
         &[],
     );
     let dead_letters = op(
-        "Open dead letters, newest first",
+        "Open dead letters, newest first, without their kept bytes",
         &[limit(100, 1000)],
         None,
         ok("DeadLetters"),
     );
     add("/dead-letters", "get", dead_letters, &[400]);
+    let one = op(
+        "One dead letter, whatever its state, with its kept bytes",
+        &[id_param()],
+        None,
+        ok("DeadLetter"),
+    );
+    add("/dead-letters/{id}", "get", one, &[404]);
     let replayed = op(replay, &[id_param()], None, ok("DeadLetterState"));
     add("/dead-letters/{id}/replay", "post", replayed, &[404, 409]);
     let discarded = op(
@@ -114,10 +121,13 @@ fn paths() -> Value {
         ("resolve", "Close an escalation: back to the bot", None),
     ];
     for (action, summary, field) in actions {
-        let body = field.map(|f| json!({"type": "object", "properties": {f: {"type": "string"}}}));
+        let body = field.map(
+            |f| json!({"type": "object", "properties": {f: {"type": "string", "maxLength": 256}}}),
+        );
         let path = format!("/conversations/{{phone_number_id}}/{{wa_id}}/{action}");
         let operation = op(summary, &conversation(), body, ok("ModeChange"));
-        add(&path, "post", operation, &[400]);
+        let codes: &[u16] = if field.is_some() { &[400, 422] } else { &[400] };
+        add(&path, "post", operation, codes);
     }
     let consent = [
         ("opt-out", "The contact opts out: never replied to"),
@@ -188,12 +198,13 @@ fn op(summary: &str, parameters: &[Value], body: Option<Value>, success: Value) 
     op
 }
 
-/// Adds route-specific error answers: 400 (bad parameter), 404, 409.
+/// Adds route-specific error answers: 400 (bad parameter), 404, 409, 422 (field out of bounds).
 fn errors(mut op: Value, codes: &[u16]) -> Value {
     for code in codes {
         let name = match code {
             400 => "BadRequest",
             404 => "NotFound",
+            422 => "Unprocessable",
             _ => "Conflict",
         };
         op["responses"][code.to_string()] =
@@ -251,6 +262,7 @@ fn components() -> Value {
         },
         "responses": {
             "BadRequest": error("A parameter or identifier is malformed"),
+            "Unprocessable": error("A field is out of bounds (an operator note past 256 characters)"),
             "Unauthorized": error("Missing or wrong bearer token"),
             "NotFound": error("No such resource"),
             "Conflict": error("The resource is not in a state that allows this"),

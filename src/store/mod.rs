@@ -20,6 +20,7 @@ use crate::domain::keywords::KeywordAction;
 use crate::domain::{
     ConversationMode, GateSnapshot, LedgerState, Notification, Outcome, Provider, SilenceReason,
 };
+use crate::secret::DatabaseUrl;
 use crate::whatsapp::PayloadError;
 
 pub use conversations::*;
@@ -30,8 +31,9 @@ pub use sweep::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Shown with its password hidden.
     #[error("unsupported database url `{0}` (expected sqlite://…)")]
-    UnsupportedUrl(String),
+    UnsupportedUrl(DatabaseUrl),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -155,8 +157,12 @@ pub struct DeadLetter {
     pub state: String,
     pub attempts: i64,
     pub created_at_ms: i64,
-    /// The kept bytes (payload or item) as text, lossily decoded for display.
+    /// The kept bytes (payload or item) as text, lossily decoded for display; only when one
+    /// dead letter is fetched by id, never in listings.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
+    /// How many bytes are kept (shown in listings, where `raw` is left out).
+    pub raw_bytes: Option<u64>,
 }
 
 /// A job the worker holds until its lease runs out.
@@ -249,11 +255,13 @@ pub enum Store {
 
 impl Store {
     /// Opens the backend named by the URL's scheme. Does not migrate.
-    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
-        if url.starts_with("sqlite:") {
-            return Ok(Self::Sqlite(SqliteStore::connect(url, options).await?));
+    pub async fn connect(url: &DatabaseUrl, options: &StoreOptions) -> Result<Self, StoreError> {
+        if url.expose().starts_with("sqlite:") {
+            return Ok(Self::Sqlite(
+                SqliteStore::connect(url.expose(), options).await?,
+            ));
         }
-        Err(StoreError::UnsupportedUrl(url.to_owned()))
+        Err(StoreError::UnsupportedUrl(url.clone()))
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {

@@ -36,7 +36,7 @@ pub struct TestApp {
 pub fn test_config(dir: &std::path::Path) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: format!("sqlite://{}", dir.join("replyd.db").display()),
+        database_url: format!("sqlite://{}", dir.join("replyd.db").display()).into(),
         app_secret: Secret::new(APP_SECRET),
         verify_token: Secret::new(VERIFY_TOKEN),
         admin_token: Secret::new(ADMIN_TOKEN),
@@ -228,6 +228,13 @@ impl TestApp {
         let response = req.send().await.expect("request sent");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// One dead letter, its kept bytes included.
+    pub async fn dead_letter(&self, id: i64) -> Value {
+        let (status, body) = self.admin_get(&format!("/dead-letters/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
     }
 
     pub async fn dead_letters(&self) -> Vec<Value> {

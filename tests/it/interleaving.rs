@@ -76,7 +76,7 @@ struct Rig {
 async fn rig() -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
-        database_url: format!("sqlite://{}/p.db", dir.path().display()),
+        database_url: format!("sqlite://{}/p.db", dir.path().display()).into(),
         pair_burst: 1000,
         ..Config::default()
     };

@@ -3,6 +3,7 @@
 
 mod conformance;
 mod fixtures;
+mod hardening;
 mod helpers;
 mod ingest;
 mod interleaving;

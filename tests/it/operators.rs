@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use replyd::clock::Clock;
-use replyd::domain::{PhoneNumberId, WaId, callback_for_ledger};
+use replyd::domain::{OperatorNote, PhoneNumberId, WaId, callback_for_ledger};
 use replyd::operators::{self, ContactCommand, ConversationCommand, Target};
 use serde_json::{Value, json};
 
@@ -383,7 +383,7 @@ async fn the_cli_command_functions_act_on_the_store() {
     };
     let takeover = ConversationCommand::Takeover {
         target: target(),
-        by: "luis".into(),
+        by: OperatorNote::parse("luis").unwrap(),
     };
     let said = operators::conversation(&app.store, &clock, takeover)
         .await

@@ -129,7 +129,7 @@ async fn spool_replay_command_replays_after_the_server_stopped() {
 
     let out = Command::new(env!("CARGO_BIN_EXE_replyd"))
         .args(["spool", "replay"])
-        .env("REPLYD_DATABASE_URL", &config.database_url)
+        .env("REPLYD_DATABASE_URL", config.database_url.expose())
         .env("REPLYD_SPOOL_DIR", &config.spool_dir)
         .env("RUST_LOG", "warn")
         .output()

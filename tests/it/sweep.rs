@@ -122,7 +122,7 @@ async fn a_message_whose_job_was_lost_is_answered_by_the_next_sweep_once() {
     // Restarted with its workers: nothing would ever answer the message without the sweep.
     let url = format!("sqlite://{}", dir.path().join("replyd.db").display());
     let app = spawn_replying_app(|c| {
-        c.database_url = url;
+        c.database_url = url.into();
         c.sweep_grace = Duration::ZERO;
     })
     .await;

@@ -51,6 +51,8 @@ pub(super) async fn ingest_batch(
             reports[unit].new_messages += 1;
             new_messages.push(m);
         } else {
+            // Searchable ("ignored duplicates"), without the sender's number or the body.
+            tracing::info!(message.id = %m.id, provider = %m.provider, "duplicate delivery ignored");
             reports[unit].duplicate_messages += 1;
         }
     }

@@ -199,24 +199,29 @@ impl SqliteStore {
         Ok(s)
     }
 
+    /// Open dead letters newest first, without their kept bytes (a listing of a thousand 4 MiB
+    /// payloads would be a 4 GB answer): [`SqliteStore::dead_letter`] fetches one whole.
     pub async fn dead_letters(&self, limit: i64) -> Result<Vec<DeadLetter>, StoreError> {
-        self.query_dead_letters(None, limit).await
+        self.query_dead_letters(None, limit, false).await
     }
 
-    /// Open dead letters newest first, or the one with `id` whatever its state.
+    /// Open dead letters newest first, or the one with `id` whatever its state; the kept bytes
+    /// only when `with_raw`.
     async fn query_dead_letters(
         &self,
         id: Option<i64>,
         limit: i64,
+        with_raw: bool,
     ) -> Result<Vec<DeadLetter>, StoreError> {
         let rows = sqlx::query(
             "SELECT d.id, d.kind, d.provider, m.message_id, d.error, d.detail, d.state, d.attempts,
-                    d.created_at_ms, d.raw
+                    d.created_at_ms, CASE WHEN ?3 THEN d.raw END AS raw, length(d.raw) AS raw_bytes
              FROM dead_letters d LEFT JOIN inbound_messages m ON m.id = d.inbound_id
              WHERE (?1 IS NULL AND d.state = 'open') OR d.id = ?1 ORDER BY d.id DESC LIMIT ?2",
         )
         .bind(id)
         .bind(limit)
+        .bind(with_raw)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -234,6 +239,9 @@ impl SqliteStore {
                 raw: row
                     .get::<Option<Vec<u8>>, _>("raw")
                     .map(|raw| String::from_utf8_lossy(&raw).into_owned()),
+                raw_bytes: row
+                    .get::<Option<i64>, _>("raw_bytes")
+                    .map(|n| n.max(0) as u64),
             })
             .collect())
     }

@@ -207,7 +207,7 @@ impl SqliteStore {
 
     pub async fn dead_letter(&self, id: i64) -> Result<Option<DeadLetter>, StoreError> {
         Ok(self
-            .query_dead_letters(Some(id), 1)
+            .query_dead_letters(Some(id), 1, true)
             .await?
             .into_iter()
             .next())
