@@ -269,6 +269,14 @@ impl Store {
         }
     }
 
+    /// Caps the database at `pages` pages (`None`: no cap): a write that needs more fails as on a
+    /// full disk, until the cap is raised. Lets tests fill and free "the disk" without root.
+    pub async fn limit_pages(&self, pages: Option<u32>) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.limit_pages(pages).await,
+        }
+    }
+
     /// Writes every unit in one transaction (group commit); one report per unit, in order.
     pub async fn ingest_batch(
         &self,

@@ -12,3 +12,4 @@ mod properties;
 mod replies;
 mod spool;
 mod sweep;
+mod write_path;

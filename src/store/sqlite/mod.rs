@@ -1,15 +1,11 @@
 //! SQLite backend: one file in WAL mode with `synchronous=FULL`, so a commit is durable before the
 //! webhook is answered. Writes come from a single group-commit writer; reads share the pool.
 
-use std::path::Path;
-use std::str::FromStr;
-
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::SqlitePool;
 use sqlx::{Row, Sqlite, Transaction};
 
 mod batch;
+mod connection;
 mod conversations;
 mod ingest;
 mod operators;
@@ -35,42 +31,31 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The reply pipeline's small writes, batched into shared transactions on `writer`.
     batch: batch::Batcher,
+    page_limit: std::sync::Arc<connection::PageLimit>,
     human_reply_takeover: bool,
 }
 
 impl SqliteStore {
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
-        let connect = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(options.busy_timeout)
-            .foreign_keys(true)
-            // Statement journals of multi-row statements stay in memory, off the disk.
-            .pragma("temp_store", "memory");
-        if let Some(parent) = Path::new(connect.get_filename()).parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)?;
-            }
-        }
-        let acquire_timeout = options.busy_timeout.max(std::time::Duration::from_secs(1));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(acquire_timeout)
-            .connect_with(connect.clone().pragma("cache_size", "-32768"))
-            .await?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(acquire_timeout)
-            .connect_with(connect)
-            .await?;
+        let connection::Pools {
+            writer,
+            reader,
+            page_limit,
+        } = connection::open(url, options).await?;
         let batch = batch::Batcher::spawn(writer.clone());
         Ok(Self {
             writer,
-            pool,
+            pool: reader,
             batch,
+            page_limit,
             human_reply_takeover: options.human_reply_takeover,
         })
+    }
+
+    /// Caps the database at `pages` pages (`None`: no cap) on every writer connection: a write
+    /// past it fails as on a full disk. What tests use to fill the disk and free it again.
+    pub async fn limit_pages(&self, pages: Option<u32>) -> Result<(), StoreError> {
+        connection::limit_pages(&self.writer, &self.page_limit, pages).await
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
