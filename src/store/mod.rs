@@ -38,7 +38,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
     Shared(std::sync::Arc<StoreError>),
-    #[error("another write in the same batch failed; nothing of the batch was kept")]
+    #[error(
+        "the write batch was abandoned before it committed (its transaction failed, or its task stopped); nothing of it was kept"
+    )]
     BatchFailed,
     #[error("the store has stopped")]
     Stopped,
@@ -266,6 +268,14 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(s) => s.ping().await,
+        }
+    }
+
+    /// Readiness of the write path: one small write through the reply write batcher that must
+    /// be able to grow the database by a couple of pages (then rolled back) and commit.
+    pub async fn probe_writes(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.probe_writes().await,
         }
     }
 

@@ -53,10 +53,13 @@ async fn a_full_disk_wedges_nothing_once_space_is_freed() {
     }
     assert_eq!(app.metric("replyd_spooled_total").await, 4.0);
     let (status, why) = readyz(&app).await;
-    eprintln!("readyz full: {status} {why}");
+    assert_eq!(status, 503, "{why}");
+    assert!(why.contains("full"), "says why: {why}");
 
     // Free the disk: the same process writes again.
     app.store.limit_pages(None).await.unwrap();
+    let (status, why) = readyz(&app).await;
+    assert_eq!(status, 200, "{why}");
     assert_eq!(
         app.post_webhook(big_text("wamid.after", 9)).await.status(),
         200

@@ -58,14 +58,74 @@ impl SqliteStore {
         connection::limit_pages(&self.writer, &self.page_limit, pages).await
     }
 
+    /// Runs the migrations with foreign-key enforcement off, as SQLite's table rebuilds need
+    /// (a `PRAGMA foreign_keys` inside the migration's transaction would do nothing), then
+    /// checks every foreign key. The connection is closed afterwards, so the next one opens
+    /// with enforcement on whatever happened.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.writer).await?;
+        let mut conn = self.writer.acquire().await?;
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut *conn)
+            .await?;
+        let migrated = MIGRATOR.run(&mut *conn).await;
+        conn.close().await?;
+        migrated?;
+        let broken: Vec<(String, Option<i64>, String)> =
+            sqlx::query_as("SELECT \"table\", rowid, parent FROM pragma_foreign_key_check")
+                .fetch_all(&self.pool)
+                .await?;
+        if let Some((table, rowid, parent)) = broken.first() {
+            return Err(StoreError::Corrupt(format!(
+                "{} row(s) refer to rows that do not exist, e.g. in {table} (rowid {rowid:?}) → {parent}; \
+                 restore a backup or delete them before migrating",
+                broken.len()
+            )));
+        }
         Ok(())
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// A write that needs new pages, past the free ones inside the file (up to 1 MiB at the
+    /// default page size; rolled back to its savepoint: only the allocation is tested) and a one-row change that is committed, through the batcher like the
+    /// pipeline's writes: fails while the disk is full, the writer connection is unusable or
+    /// the batcher is down.
+    pub async fn probe_writes(&self) -> Result<(), StoreError> {
+        if !self.batch.status().is_running() {
+            return Err(StoreError::Stopped);
+        }
+        self.batch
+            .write(|tx| {
+                Box::pin(async move {
+                    sqlx::query("SAVEPOINT probe_pages")
+                        .execute(&mut **tx)
+                        .await?;
+                    let grown = sqlx::query(
+                        // INSERT … SELECT: a statement with a statement journal, so a full
+                        // database rolls back this statement, not the batch's transaction.
+                        "INSERT INTO write_probes (id, pad) SELECT 1, zeroblob(
+                             (SELECT page_size FROM pragma_page_size)
+                             * min((SELECT freelist_count FROM pragma_freelist_count) + 2, 256))",
+                    )
+                    .execute(&mut **tx)
+                    .await;
+                    let undone = sqlx::query("ROLLBACK TO probe_pages; RELEASE probe_pages")
+                        .execute(&mut **tx)
+                        .await;
+                    grown?;
+                    undone?;
+                    sqlx::query(
+                        "UPDATE counters SET value = value + 1 WHERE name = 'write_probes'",
+                    )
+                    .execute(&mut **tx)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     pub async fn ingest_batch(
