@@ -23,8 +23,9 @@ CREATE TABLE inbound_messages_new (
     outcome         TEXT CHECK (
         outcome IS NULL
         OR outcome = 'replied'
-        OR (outcome = 'silent' AND outcome_reason IN ('opted_out', 'operator', 'escalated',
-            'answered', 'window_closed', 'in_flight', 'superseded', 'no_reply'))
+        -- (a NULL reason makes `IN` NULL, which a CHECK would let through: hence coalesce)
+        OR (outcome = 'silent' AND coalesce(outcome_reason IN ('opted_out', 'operator',
+            'escalated', 'answered', 'window_closed', 'in_flight', 'superseded', 'no_reply'), 0))
         OR (outcome = 'dead' AND outcome_reason IS NOT NULL)
     ),
     outcome_reason  TEXT,

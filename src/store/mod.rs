@@ -50,6 +50,18 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
+impl StoreError {
+    /// Whether the store found a row it cannot read (a gate input, say): an operator must
+    /// correct it, retrying alone will not help.
+    pub fn is_corrupt(&self) -> bool {
+        match self {
+            Self::Corrupt(_) => true,
+            Self::Shared(inner) => inner.is_corrupt(),
+            _ => false,
+        }
+    }
+}
+
 /// Connection settings that do not belong in the URL.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {

@@ -6,6 +6,7 @@ use sqlx::{Row, Sqlite, Transaction};
 
 mod batch;
 mod connection;
+mod context;
 mod conversations;
 mod ingest;
 mod operators;
@@ -151,17 +152,20 @@ impl SqliteStore {
             row.get::<Option<i64>, _>("ledger_id"),
             row.get::<Option<&str>, _>("ledger_state"),
         ) {
-            (Some(ledger_id), Some(state)) => LedgerState::parse(state).map(|state| ReplyRecord {
+            (Some(ledger_id), Some(state)) => Some(ReplyRecord {
                 ledger_id,
-                state,
+                state: LedgerState::parse(state)
+                    .ok_or_else(|| StoreError::Corrupt(format!("ledger state `{state}`")))?,
                 outbound_id: row.get("outbound_id"),
                 attempts: row.get::<i64, _>("attempts").max(0) as u32,
             }),
             _ => None,
         };
+        let provider: &str = row.get("provider");
         Ok(Some(MessageRecord {
             reply,
-            provider: Provider::parse(row.get("provider")).unwrap_or(Provider::Cloud),
+            provider: Provider::parse(provider)
+                .ok_or_else(|| StoreError::Corrupt(format!("provider `{provider}`")))?,
             message_id: row.get("message_id"),
             phone_number_id: row.get("phone_number_id"),
             wa_id: row.get("wa_id"),

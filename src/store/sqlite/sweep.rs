@@ -80,11 +80,29 @@ impl Candidate {
         }
     }
 
-    fn decide(self, batch: &SweepBatch) -> SweepDecision {
+    /// The gates' verdict on this candidate; an unreadable gate input is an error, never a
+    /// default that would requeue (and so let the bot speak over an operator).
+    fn decide(self, batch: &SweepBatch) -> Result<SweepDecision, StoreError> {
+        let unreadable = |column: &str, raw: &str| {
+            StoreError::Corrupt(format!(
+                "inbound message {}: unreadable {column} `{raw}`; correct the row",
+                self.id
+            ))
+        };
         let snapshot = GateSnapshot {
-            opted_out: self.opted_out != 0,
-            mode: ConversationMode::parse(&self.mode).unwrap_or(ConversationMode::Bot),
-            ledger: self.ledger_state.as_deref().and_then(LedgerState::parse),
+            opted_out: match self.opted_out {
+                0 => false,
+                1 => true,
+                other => return Err(unreadable("opted_out", &other.to_string())),
+            },
+            mode: ConversationMode::parse(&self.mode)
+                .ok_or_else(|| unreadable("mode", &self.mode))?,
+            ledger: match self.ledger_state.as_deref() {
+                None => None,
+                Some(state) => Some(
+                    LedgerState::parse(state).ok_or_else(|| unreadable("ledger state", state))?,
+                ),
+            },
             last_inbound_ts: self.last_inbound_ts,
         };
         let arrived_within_grace =
@@ -94,12 +112,29 @@ impl Candidate {
             superseded: self.superseded != 0,
         };
         let verdict = gates::evaluate_for_sweep(&snapshot, facts, batch.now_ms);
-        SweepDecision {
+        Ok(SweepDecision {
             inbound_id: self.id,
             message_id: self.message_id,
             action: SweepAction::from_verdict(verdict),
-        }
+        })
     }
+}
+
+/// Decides every candidate; one whose gate inputs cannot be read is left exactly as it is (no
+/// job, no outcome, no recorded decision) and reported as an error, for every run to repeat
+/// until the row is corrected.
+fn decide_all(candidates: Vec<Candidate>, batch: &SweepBatch) -> Vec<SweepDecision> {
+    candidates
+        .into_iter()
+        .filter_map(|c| {
+            let inbound_id = c.id;
+            c.decide(batch)
+                .map_err(|e| {
+                    tracing::error!(inbound_id, error = %e, "sweep: message left alone");
+                })
+                .ok()
+        })
+        .collect()
 }
 
 impl SqliteStore {
@@ -129,8 +164,7 @@ impl SqliteStore {
             Some(last) if candidates.len() >= batch.limit as usize => Some(last.cursor()),
             _ => None,
         };
-        let decisions: Vec<SweepDecision> =
-            candidates.into_iter().map(|c| c.decide(batch)).collect();
+        let decisions = decide_all(candidates, batch);
         let SweepMode::Act { run_id } = batch.mode else {
             // Nothing was written: dropping the read transaction ends it.
             return Ok(SweepBatchResult {
@@ -380,4 +414,42 @@ fn run_from(row: &SqliteRow) -> Result<SweepRun, StoreError> {
         requeued: row.get::<i64, _>("requeued").max(0) as u64,
         counts,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(mode: &str, ledger_state: Option<&str>) -> Candidate {
+        Candidate {
+            id: 7,
+            message_id: "wamid.7".into(),
+            payload_ts: 1_700_000_000,
+            received_at_ms: 1_700_000_000_000,
+            opted_out: 0,
+            last_inbound_ts: 1_700_000_000,
+            mode: mode.into(),
+            ledger_state: ledger_state.map(Into::into),
+            has_job: 0,
+            superseded: 0,
+        }
+    }
+
+    #[test]
+    fn the_sweep_never_requeues_on_an_unreadable_gate_input() {
+        let batch = SweepBatch {
+            now_ms: 1_700_000_600_000,
+            grace_ms: 0,
+            limit: 10,
+            after: None,
+            mode: SweepMode::DryRun,
+        };
+        let readable = candidate("bot", None).decide(&batch).unwrap();
+        assert_eq!(readable.action, SweepAction::Requeue);
+        let decisions = decide_all(
+            vec![candidate("robot", None), candidate("bot", Some("maybe"))],
+            &batch,
+        );
+        assert!(decisions.is_empty(), "left alone: {decisions:?}");
+    }
 }
