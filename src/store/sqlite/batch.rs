@@ -10,6 +10,7 @@
 //! their leases run out). The task is supervised: a panic in a write drops that batch (every
 //! caller gets an error) and the next batch runs in a new task on the same queue.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -30,7 +31,11 @@ enum Done {
     Failed(Completion),
 }
 
-type Op = Box<dyn for<'t> FnOnce(&'t mut Tx<'static>) -> BoxFuture<'t, Done> + Send>;
+/// A queued write: run inside the batch's transaction, or, when the transaction failed before
+/// it ran, answered with that failure.
+type Op = Box<
+    dyn for<'t> FnOnce(Result<&'t mut Tx<'static>, Arc<StoreError>>) -> BoxFuture<'t, Done> + Send,
+>;
 
 const MAX_BATCH: usize = 256;
 
@@ -65,6 +70,13 @@ impl Batcher {
         let (done, answer) = oneshot::channel::<Result<T, Arc<StoreError>>>();
         let op: Op = Box::new(move |tx| {
             Box::pin(async move {
+                let tx = match tx {
+                    Ok(tx) => tx,
+                    Err(abandoned) => {
+                        let _ = done.send(Err(abandoned));
+                        return Done::Failed(Box::new(|_| {}));
+                    }
+                };
                 match write(tx).await {
                     Ok(value) => Done::Wrote(Box::new(move |committed| {
                         let _ = done.send(committed.map(|()| value));
@@ -78,7 +90,7 @@ impl Batcher {
         self.ops.send(op).await.map_err(|_| StoreError::Stopped)?;
         match answer.await {
             Ok(result) => result.map_err(StoreError::Shared),
-            // The batch was dropped before this write ran, or its task panicked.
+            // The batcher's task panicked with this write in hand.
             Err(_) => Err(StoreError::BatchFailed),
         }
     }
@@ -86,16 +98,21 @@ impl Batcher {
 
 async fn run(writer: SqlitePool, rx: SharedReceiver<Op>) {
     let mut rx = rx.take().await;
-    let mut ops = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut ops, MAX_BATCH).await > 0 {
+    let mut received = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut received, MAX_BATCH).await > 0 {
+        let mut ops: VecDeque<Op> = received.drain(..).collect();
         let mut wrote = Vec::with_capacity(ops.len());
         let result = run_batch(&writer, &mut ops, &mut wrote).await;
-        // Writes the failed transaction never reached are dropped: their callers hear so.
-        ops.clear();
         let result = result.map_err(|e| {
-            tracing::warn!(error = %e, writes = wrote.len(), "reply write batch failed");
+            tracing::warn!(error = %e, writes = wrote.len() + ops.len(), "reply write batch failed");
             Arc::new(e)
         });
+        // Writes the failed transaction never reached hear why.
+        if let Err(e) = &result {
+            for op in ops.drain(..) {
+                op(Err(e.clone())).await;
+            }
+        }
         for complete in wrote {
             complete(result.clone());
         }
@@ -103,17 +120,18 @@ async fn run(writer: SqlitePool, rx: SharedReceiver<Op>) {
 }
 
 /// One transaction over `ops`; a failed write is answered here, the kept ones go to `wrote`.
+/// On an error, the writes not run yet are left in `ops`.
 async fn run_batch(
     writer: &SqlitePool,
-    ops: &mut Vec<Op>,
+    ops: &mut VecDeque<Op>,
     wrote: &mut Vec<Completion>,
 ) -> Result<(), StoreError> {
     let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-    for op in ops.drain(..) {
+    while let Some(op) = ops.pop_front() {
         sqlx::query("SAVEPOINT batch_write")
             .execute(&mut *tx)
             .await?;
-        match op(&mut tx).await {
+        match op(Ok(&mut tx)).await {
             Done::Wrote(complete) => {
                 wrote.push(complete);
                 sqlx::query("RELEASE batch_write").execute(&mut *tx).await?;
