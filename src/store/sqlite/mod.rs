@@ -12,6 +12,7 @@ mod ingest;
 mod operators;
 mod replies;
 mod sweep;
+mod sweep_candidates;
 
 pub(super) type Tx<'c> = Transaction<'c, Sqlite>;
 
