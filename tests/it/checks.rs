@@ -11,6 +11,7 @@ use sqlx::{Connection, SqliteConnection};
 use crate::conformance::sqlite_store;
 use crate::fixtures::{PHONE_NUMBER_ID, USER, now_s, text_notification};
 use crate::helpers::spawn_app;
+use crate::write_path::big_text;
 
 async fn raw(dir: &std::path::Path, file: &str) -> SqliteConnection {
     let options = SqliteConnectOptions::new()
@@ -313,4 +314,46 @@ async fn rows_written_before_the_checks_migrate_with_their_indexes() {
     assert!(orphan.unwrap_err().contains("FOREIGN KEY"));
     let jobs = store.lease_jobs(1_000, 60_000, 10).await.unwrap();
     assert_eq!(jobs.len(), 1);
+}
+
+/// One poisoned write in a reply batch (a claim that meets an unreadable mode) costs only
+/// itself: the `mark_sent` of a reply that really went out, in the same batch, is kept. Both are
+/// queued before the batcher runs (one thread: `join!` enqueues both before it yields).
+#[tokio::test]
+async fn a_poisoned_write_in_a_batch_keeps_the_others() {
+    let app = spawn_app().await;
+    for (id, user) in [("wamid.sent", 1), ("wamid.poisoned", 2)] {
+        assert_eq!(app.post_webhook(big_text(id, user)).await.status(), 200);
+    }
+    let now_ms = (now_s() + 2) * 1000;
+    let jobs = app.store.lease_jobs(now_ms, 60_000, 10).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    let (sent, poisoned) = (jobs[0].inbound_id, jobs[1].inbound_id);
+    let Claim::Claimed { ledger_id, .. } = app.store.claim_reply(sent, "hi", now_ms).await.unwrap()
+    else {
+        panic!("claimable");
+    };
+    let mut db = raw(app.dir.path(), "replyd.db").await;
+    run(&mut db, "PRAGMA ignore_check_constraints = ON")
+        .await
+        .unwrap();
+    run(
+        &mut db,
+        &format!(
+            "INSERT INTO conversations (phone_number_id, wa_id, mode, updated_at_ms)
+         VALUES ('{PHONE_NUMBER_ID}', '34600000002', 'robot', 0)"
+        ),
+    )
+    .await
+    .unwrap();
+
+    let (kept, refused) = tokio::join!(
+        app.store.mark_sent(sent, ledger_id, "wamid.out.1", now_ms),
+        app.store.claim_reply(poisoned, "hi", now_ms),
+    );
+    kept.expect("the sent reply is recorded");
+    assert!(matches!(&refused, Err(e) if e.is_corrupt()), "{refused:?}");
+    let message = app.message("wamid.sent").await.unwrap();
+    assert_eq!(message["outcome"], "replied", "{message}");
+    assert!(app.message("wamid.poisoned").await.unwrap()["reply"].is_null());
 }

@@ -14,7 +14,7 @@ use replyd::whatsapp::signature::sign;
 
 /// A text message from its own contact (so pacing per recipient never delays a reply), with a
 /// body big enough to need new database pages.
-fn big_text(id: &str, user: u32) -> Vec<u8> {
+pub fn big_text(id: &str, user: u32) -> Vec<u8> {
     let mut value = messages_value(vec![json!({
         "from": format!("3460{user:07}"), "id": id, "timestamp": now_s().to_string(),
         "type": "text", "text": {"body": "x".repeat(6000)}
