@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod operators;
 pub mod secret;
 pub mod store;
+pub mod supervise;
 pub mod sweep;
 pub mod tools;
 pub mod whatsapp;

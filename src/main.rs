@@ -96,6 +96,10 @@ async fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // On a failed write (a full disk, a closed pipe) the default reports the failure with
+        // `eprintln!`, which panics when stderr itself cannot be written: the log line is lost,
+        // never the task that logged it.
+        .log_internal_errors(false)
         .init();
     match cli.command {
         Command::Serve => serve(load(&cli.config)?).await,

@@ -10,15 +10,34 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when the store answers.
+/// Ready when the store answers a read, the ingest writer is running, and a probe write through
+/// the reply write batcher can grow the database and commit: a process whose writes fail (full
+/// disk, unusable writer connection, stopped task) says so with 503 and the reason, and
+/// answers 200 again as soon as they succeed.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
+    match ready(&state).await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready: store unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, "store unreachable").into_response()
+        Err(why) => {
+            tracing::warn!(reason = %why, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, why).into_response()
         }
     }
+}
+
+async fn ready(state: &AppState) -> Result<(), String> {
+    state
+        .store
+        .ping()
+        .await
+        .map_err(|e| format!("store unreachable: {e}"))?;
+    if !state.ingestor.writer_running() {
+        return Err("the ingest writer is not running (it is being restarted)".to_owned());
+    }
+    state
+        .store
+        .probe_writes()
+        .await
+        .map_err(|e| format!("writes are failing: {e}"))
 }
 
 /// Gauges are computed here, at scrape time, not by a polling loop.

@@ -153,6 +153,11 @@ impl Ingestor {
         &self.spool
     }
 
+    /// Whether the group-commit writer task is up (readiness).
+    pub fn writer_running(&self) -> bool {
+        self.writer.is_running()
+    }
+
     /// What a body would be stored as (with this ingestor's keywords).
     pub fn parse(&self, provider: Provider, body: &[u8]) -> IngestUnit {
         parse(provider, body, &self.keywords)

@@ -40,7 +40,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
     Shared(std::sync::Arc<StoreError>),
-    #[error("another write in the same batch failed; nothing of the batch was kept")]
+    #[error(
+        "the write batch was abandoned before it committed (its transaction failed, or its task stopped); nothing of it was kept"
+    )]
     BatchFailed,
     #[error("the store has stopped")]
     Stopped,
@@ -48,6 +50,18 @@ pub enum StoreError {
     Corrupt(String),
     #[error("cannot prepare the database directory: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// Whether the store found a row it cannot read (a gate input, say): an operator must
+    /// correct it, retrying alone will not help.
+    pub fn is_corrupt(&self) -> bool {
+        match self {
+            Self::Corrupt(_) => true,
+            Self::Shared(inner) => inner.is_corrupt(),
+            _ => false,
+        }
+    }
 }
 
 /// Connection settings that do not belong in the URL.
@@ -274,6 +288,22 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(s) => s.ping().await,
+        }
+    }
+
+    /// Readiness of the write path: one small write through the reply write batcher that must
+    /// be able to grow the database by a couple of pages (then rolled back) and commit.
+    pub async fn probe_writes(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.probe_writes().await,
+        }
+    }
+
+    /// Caps the database at `pages` pages (`None`: no cap): a write that needs more fails as on a
+    /// full disk, until the cap is raised. Lets tests fill and free "the disk" without root.
+    pub async fn limit_pages(&self, pages: Option<u32>) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.limit_pages(pages).await,
         }
     }
 

@@ -242,9 +242,15 @@ impl Worker {
             let job = *job;
             tasks.spawn(async move {
                 let _permit = permit;
-                if let Err(e) = worker.process(job).await {
+                match worker.process(job).await {
                     // The job keeps its lease and comes back when it runs out.
-                    tracing::warn!(inbound_id = job.inbound_id, error = %e, "job failed on the store; it will be retried");
+                    Err(e) if e.is_corrupt() => {
+                        tracing::error!(inbound_id = job.inbound_id, error = %e, "unreadable row: nothing is sent until it is corrected; the job will be retried");
+                    }
+                    Err(e) => {
+                        tracing::warn!(inbound_id = job.inbound_id, error = %e, "job failed on the store; it will be retried");
+                    }
+                    Ok(_) => {}
                 }
             });
         }

@@ -1,6 +1,7 @@
 //! The one integration test binary: the real server over HTTP, the store conformance suite,
 //! the spool, and property tests.
 
+mod checks;
 mod conformance;
 mod fixtures;
 mod hardening;
@@ -13,3 +14,4 @@ mod properties;
 mod replies;
 mod spool;
 mod sweep;
+mod write_path;

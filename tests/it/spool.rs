@@ -43,11 +43,10 @@ async fn locked_store_spools_then_replay_stores_every_message_once() {
     app.post_webhook(malformed).await;
     assert_eq!(app.metric("replyd_spooled_total").await, 8.0);
     assert!(app.metric("replyd_spool_pending_bytes").await > 0.0);
-    assert_eq!(
-        app.get("/readyz").await.status(),
-        200,
-        "reads still work under a write lock"
-    );
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 503, "the write path is failing");
+    let why = ready.text().await.unwrap();
+    assert!(why.contains("locked"), "{why}");
 
     // While locked, a replay fails and keeps the spool.
     assert!(app.ingestor().replay_spool().await.is_err());

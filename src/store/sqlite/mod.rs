@@ -1,20 +1,18 @@
 //! SQLite backend: one file in WAL mode with `synchronous=FULL`, so a commit is durable before the
 //! webhook is answered. Writes come from a single group-commit writer; reads share the pool.
 
-use std::path::Path;
-use std::str::FromStr;
-
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::SqlitePool;
 use sqlx::{Row, Sqlite, Transaction};
 
 mod batch;
+mod connection;
+mod context;
 mod conversations;
 mod ingest;
 mod operators;
 mod replies;
 mod sweep;
+mod sweep_candidates;
 
 pub(super) type Tx<'c> = Transaction<'c, Sqlite>;
 
@@ -35,52 +33,101 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The reply pipeline's small writes, batched into shared transactions on `writer`.
     batch: batch::Batcher,
+    page_limit: std::sync::Arc<connection::PageLimit>,
     human_reply_takeover: bool,
 }
 
 impl SqliteStore {
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
-        let connect = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(options.busy_timeout)
-            .foreign_keys(true)
-            // Statement journals of multi-row statements stay in memory, off the disk.
-            .pragma("temp_store", "memory");
-        if let Some(parent) = Path::new(connect.get_filename()).parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent)?;
-            }
-        }
-        let acquire_timeout = options.busy_timeout.max(std::time::Duration::from_secs(1));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(acquire_timeout)
-            .connect_with(connect.clone().pragma("cache_size", "-32768"))
-            .await?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(acquire_timeout)
-            .connect_with(connect)
-            .await?;
+        let connection::Pools {
+            writer,
+            reader,
+            page_limit,
+        } = connection::open(url, options).await?;
         let batch = batch::Batcher::spawn(writer.clone());
         Ok(Self {
             writer,
-            pool,
+            pool: reader,
             batch,
+            page_limit,
             human_reply_takeover: options.human_reply_takeover,
         })
     }
 
+    /// Caps the database at `pages` pages (`None`: no cap) on every writer connection: a write
+    /// past it fails as on a full disk. What tests use to fill the disk and free it again.
+    pub async fn limit_pages(&self, pages: Option<u32>) -> Result<(), StoreError> {
+        connection::limit_pages(&self.writer, &self.page_limit, pages).await
+    }
+
+    /// Runs the migrations with foreign-key enforcement off, as SQLite's table rebuilds need
+    /// (a `PRAGMA foreign_keys` inside the migration's transaction would do nothing), then
+    /// checks every foreign key. The connection is closed afterwards, so the next one opens
+    /// with enforcement on whatever happened.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.writer).await?;
+        let mut conn = self.writer.acquire().await?;
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut *conn)
+            .await?;
+        let migrated = MIGRATOR.run(&mut *conn).await;
+        conn.close().await?;
+        migrated?;
+        let broken: Vec<(String, Option<i64>, String)> =
+            sqlx::query_as("SELECT \"table\", rowid, parent FROM pragma_foreign_key_check")
+                .fetch_all(&self.pool)
+                .await?;
+        if let Some((table, rowid, parent)) = broken.first() {
+            return Err(StoreError::Corrupt(format!(
+                "{} row(s) refer to rows that do not exist, e.g. in {table} (rowid {rowid:?}) → {parent}; \
+                 restore a backup or delete them before migrating",
+                broken.len()
+            )));
+        }
         Ok(())
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// A write that needs new pages, past the free ones inside the file (up to 1 MiB at the
+    /// default page size; rolled back to its savepoint: only the allocation is tested) and a one-row change that is committed, through the batcher like the
+    /// pipeline's writes: fails while the disk is full, the writer connection is unusable or
+    /// the batcher is down.
+    pub async fn probe_writes(&self) -> Result<(), StoreError> {
+        if !self.batch.status().is_running() {
+            return Err(StoreError::Stopped);
+        }
+        self.batch
+            .write(|tx| {
+                Box::pin(async move {
+                    sqlx::query("SAVEPOINT probe_pages")
+                        .execute(&mut **tx)
+                        .await?;
+                    let grown = sqlx::query(
+                        // INSERT … SELECT: a statement with a statement journal, so a full
+                        // database rolls back this statement, not the batch's transaction.
+                        "INSERT INTO write_probes (id, pad) SELECT 1, zeroblob(
+                             (SELECT page_size FROM pragma_page_size)
+                             * min((SELECT freelist_count FROM pragma_freelist_count) + 2, 256))",
+                    )
+                    .execute(&mut **tx)
+                    .await;
+                    let undone = sqlx::query("ROLLBACK TO probe_pages; RELEASE probe_pages")
+                        .execute(&mut **tx)
+                        .await;
+                    grown?;
+                    undone?;
+                    sqlx::query(
+                        "UPDATE counters SET value = value + 1 WHERE name = 'write_probes'",
+                    )
+                    .execute(&mut **tx)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     pub async fn ingest_batch(
@@ -106,17 +153,20 @@ impl SqliteStore {
             row.get::<Option<i64>, _>("ledger_id"),
             row.get::<Option<&str>, _>("ledger_state"),
         ) {
-            (Some(ledger_id), Some(state)) => LedgerState::parse(state).map(|state| ReplyRecord {
+            (Some(ledger_id), Some(state)) => Some(ReplyRecord {
                 ledger_id,
-                state,
+                state: LedgerState::parse(state)
+                    .ok_or_else(|| StoreError::Corrupt(format!("ledger state `{state}`")))?,
                 outbound_id: row.get("outbound_id"),
                 attempts: row.get::<i64, _>("attempts").max(0) as u32,
             }),
             _ => None,
         };
+        let provider: &str = row.get("provider");
         Ok(Some(MessageRecord {
             reply,
-            provider: Provider::parse(row.get("provider")).unwrap_or(Provider::Cloud),
+            provider: Provider::parse(provider)
+                .ok_or_else(|| StoreError::Corrupt(format!("provider `{provider}`")))?,
             message_id: row.get("message_id"),
             phone_number_id: row.get("phone_number_id"),
             wa_id: row.get("wa_id"),

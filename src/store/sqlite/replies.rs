@@ -6,52 +6,13 @@
 //! the re-check of the gates and the claim of the ledger row are one atomic step.
 
 use sqlx::Row;
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::sqlite::SqlitePool;
 
+use super::context::{CONTEXT_SQL, context_from};
 use super::{SqliteStore, Tx};
-use crate::domain::gates::{self, ConversationMode, GateSnapshot, LedgerState, Verdict};
-use crate::domain::{Outcome, Provider, SilenceReason};
-use crate::store::{Claim, Exchange, LeasedJob, ReplyContext, StoreError, StoredMessage};
-
-const CONTEXT_SQL: &str = "
-    SELECT m.id, m.provider, m.message_id, m.phone_number_id, m.wa_id, m.kind, m.body, m.payload_ts, m.received_at_ms,
-           m.outcome, m.outcome_reason, c.display_name,
-           coalesce(c.opted_out, 0) AS opted_out,
-           coalesce(c.last_inbound_ts, m.payload_ts) AS last_inbound_ts,
-           coalesce(v.mode, 'bot') AS mode, l.id AS ledger_id, l.state AS ledger_state, c.consent_ts
-    FROM inbound_messages m
-    LEFT JOIN contacts c ON c.phone_number_id = m.phone_number_id AND c.wa_id = m.wa_id
-    LEFT JOIN conversations v ON v.phone_number_id = m.phone_number_id AND v.wa_id = m.wa_id
-    LEFT JOIN ledger l ON l.inbound_id = m.id
-    WHERE m.id = ?";
-
-fn context_from(row: &SqliteRow) -> ReplyContext {
-    ReplyContext {
-        message: StoredMessage {
-            inbound_id: row.get("id"),
-            received_at_ms: row.get("received_at_ms"),
-            provider: Provider::parse(row.get("provider")).unwrap_or(Provider::Cloud),
-            message_id: row.get("message_id"),
-            phone_number_id: row.get("phone_number_id"),
-            wa_id: row.get("wa_id"),
-            kind: row.get("kind"),
-            text: row.get("body"),
-            timestamp: row.get("payload_ts"),
-        },
-        contact_name: row.get("display_name"),
-        snapshot: GateSnapshot {
-            opted_out: row.get::<i64, _>("opted_out") != 0,
-            mode: ConversationMode::parse(row.get("mode")).unwrap_or(ConversationMode::Bot),
-            ledger: row
-                .get::<Option<&str>, _>("ledger_state")
-                .and_then(LedgerState::parse),
-            last_inbound_ts: row.get("last_inbound_ts"),
-        },
-        outcome: Outcome::from_columns(row.get("outcome"), row.get("outcome_reason")),
-        ledger_id: row.get("ledger_id"),
-        consent_ts: row.get("consent_ts"),
-    }
-}
+use crate::domain::gates::{self, Verdict};
+use crate::domain::{Outcome, SilenceReason};
+use crate::store::{Claim, Exchange, LeasedJob, ReplyContext, StoreError};
 
 pub(super) async fn begin(writer: &SqlitePool) -> Result<Tx<'static>, StoreError> {
     Ok(writer.begin_with("BEGIN IMMEDIATE").await?)
@@ -152,15 +113,14 @@ async fn claim_in(
     now_ms: i64,
     confirming_opt_out: bool,
 ) -> Result<Claim, StoreError> {
-    let Some(context) = sqlx::query(CONTEXT_SQL)
+    let Some(row) = sqlx::query(CONTEXT_SQL)
         .bind(inbound_id)
         .fetch_optional(&mut **tx)
         .await?
-        .as_ref()
-        .map(context_from)
     else {
         return Ok(Claim::AlreadyDecided);
     };
+    let context = context_from(&row)?;
     if context.outcome.is_some() {
         delete_job(tx, inbound_id).await?;
         return Ok(Claim::AlreadyDecided);
@@ -273,7 +233,7 @@ impl SqliteStore {
             .bind(inbound_id)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(context_from))
+        row.as_ref().map(context_from).transpose()
     }
 
     pub async fn history(

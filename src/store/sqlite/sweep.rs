@@ -8,99 +8,18 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
+use super::sweep_candidates::{CANDIDATES_SQL, Candidate, SUPERSEDED_LOOKBACK_S, decide_all};
 use super::{SqliteStore, Tx, corrupt};
-use crate::domain::gates::{self, ConversationMode, GateSnapshot, LedgerState, SweepFacts};
+use crate::domain::gates::LedgerState;
 use crate::domain::{Outcome, SilenceReason};
 use crate::store::{
     StoreError, SweepAction, SweepBatch, SweepBatchResult, SweepCursor, SweepDecision, SweepMode,
     SweepRun,
 };
-
-/// Pending messages after the cursor, oldest payload first, with everything the gates read, as
-/// one JSON array (one row back from SQLite's worker thread instead of one per candidate).
-/// `INDEXED BY` pins the plan to the pending index: a plan over the whole table would be a
-/// silent regression from milliseconds to seconds.
-const CANDIDATES_SQL: &str = "
-    SELECT json_group_array(json_array(id, message_id, payload_ts, received_at_ms, opted_out,
-                                       last_inbound_ts, mode, ledger_state, has_job, superseded))
-    FROM (
-        SELECT m.id, m.message_id, m.payload_ts, m.received_at_ms,
-               coalesce(c.opted_out, 0) AS opted_out,
-               coalesce(c.last_inbound_ts, m.payload_ts) AS last_inbound_ts,
-               coalesce(v.mode, 'bot') AS mode,
-               l.state AS ledger_state,
-               j.inbound_id IS NOT NULL AS has_job,
-               CASE WHEN coalesce(c.last_inbound_ts, m.payload_ts) > m.payload_ts THEN (
-                   SELECT 1 FROM ledger n INDEXED BY ledger_by_conversation_claimed
-                   JOIN inbound_messages nm ON nm.id = n.inbound_id
-                   WHERE n.phone_number_id = m.phone_number_id AND n.wa_id = m.wa_id
-                     AND n.claimed_at_ms >= (m.payload_ts - ?6) * 1000
-                     AND n.state <> ?5 AND nm.payload_ts > m.payload_ts
-                   LIMIT 1
-               ) END IS NOT NULL AS superseded
-        FROM inbound_messages m INDEXED BY inbound_pending
-        LEFT JOIN contacts c ON c.phone_number_id = m.phone_number_id AND c.wa_id = m.wa_id
-        LEFT JOIN conversations v ON v.phone_number_id = m.phone_number_id AND v.wa_id = m.wa_id
-        LEFT JOIN ledger l ON l.inbound_id = m.id
-        LEFT JOIN jobs j ON j.inbound_id = m.id
-        WHERE m.outcome IS NULL AND m.payload_ts <= ?1 AND (m.payload_ts, m.id) > (?2, ?3)
-        ORDER BY m.payload_ts, m.id
-        LIMIT ?4
-    )";
-
-/// How far before a candidate's payload time a reply to a newer message can have been claimed:
-/// a message is received (and claimed) no earlier than its payload time less the skew between
-/// WhatsApp's clock and ours, assumed to be under a day.
-const SUPERSEDED_LOOKBACK_S: i64 = gates::WINDOW_SECS;
-
-/// One pending message with the gates' inputs, in the column order of `CANDIDATES_SQL`.
-#[derive(Debug, Deserialize)]
-struct Candidate {
-    id: i64,
-    message_id: String,
-    payload_ts: i64,
-    received_at_ms: i64,
-    opted_out: i64,
-    last_inbound_ts: i64,
-    mode: String,
-    ledger_state: Option<String>,
-    has_job: i64,
-    superseded: i64,
-}
-
-impl Candidate {
-    fn cursor(&self) -> SweepCursor {
-        SweepCursor {
-            payload_ts: self.payload_ts,
-            inbound_id: self.id,
-        }
-    }
-
-    fn decide(self, batch: &SweepBatch) -> SweepDecision {
-        let snapshot = GateSnapshot {
-            opted_out: self.opted_out != 0,
-            mode: ConversationMode::parse(&self.mode).unwrap_or(ConversationMode::Bot),
-            ledger: self.ledger_state.as_deref().and_then(LedgerState::parse),
-            last_inbound_ts: self.last_inbound_ts,
-        };
-        let arrived_within_grace =
-            self.received_at_ms > batch.now_ms.saturating_sub(batch.grace_ms);
-        let facts = SweepFacts {
-            in_flight: self.has_job != 0 || arrived_within_grace,
-            superseded: self.superseded != 0,
-        };
-        let verdict = gates::evaluate_for_sweep(&snapshot, facts, batch.now_ms);
-        SweepDecision {
-            inbound_id: self.id,
-            message_id: self.message_id,
-            action: SweepAction::from_verdict(verdict),
-        }
-    }
-}
 
 impl SqliteStore {
     pub async fn sweep_batch(&self, batch: &SweepBatch) -> Result<SweepBatchResult, StoreError> {
@@ -129,8 +48,7 @@ impl SqliteStore {
             Some(last) if candidates.len() >= batch.limit as usize => Some(last.cursor()),
             _ => None,
         };
-        let decisions: Vec<SweepDecision> =
-            candidates.into_iter().map(|c| c.decide(batch)).collect();
+        let decisions = decide_all(candidates, batch);
         let SweepMode::Act { run_id } = batch.mode else {
             // Nothing was written: dropping the read transaction ends it.
             return Ok(SweepBatchResult {
