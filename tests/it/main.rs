@@ -2,6 +2,7 @@
 //! the spool, and property tests.
 
 mod conformance;
+mod conformance_ambiguous;
 mod fixtures;
 mod helpers;
 mod ingest;
