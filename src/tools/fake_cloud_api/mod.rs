@@ -61,6 +61,9 @@ pub struct FakeCloudArgs {
     /// Follow each `sent` status webhook with a `delivered` one.
     #[arg(long)]
     pub delivered_status: bool,
+    /// How long after an accepted send its status webhooks are posted (Meta's can lag).
+    #[arg(long, default_value = "0ms")]
+    pub status_delay: humantime::Duration,
     /// App secret that signs the status webhooks (X-Hub-Signature-256).
     #[arg(long, env = "REPLYD_APP_SECRET", hide_env_values = true)]
     pub app_secret: Option<String>,
@@ -84,6 +87,7 @@ impl Default for FakeCloudArgs {
             max_mps: None,
             status_webhook_url: None,
             delivered_status: false,
+            status_delay: Duration::ZERO.into(),
             app_secret: None,
             seed: None,
         }
@@ -146,7 +150,11 @@ impl FakeCloudApi {
         };
         let webhook = args
             .status_webhook_url
-            .map(|url| StatusWebhook::new(url, args.app_secret, args.delivered_status));
+            .map(|url| {
+                let mut hook = StatusWebhook::new(url, args.app_secret, args.delivered_status);
+                hook.delay = args.status_delay.into();
+                hook
+            });
         let shared = Arc::new(Shared::new(
             faults,
             args.latency.into(),

@@ -23,6 +23,8 @@ pub(super) struct StatusWebhook {
     app_secret: Option<Vec<u8>>,
     /// Follow `sent` with `delivered`.
     delivered: bool,
+    /// Wait this long after the send before posting.
+    pub delay: Duration,
     http: reqwest::Client,
 }
 
@@ -36,6 +38,7 @@ impl StatusWebhook {
             url,
             app_secret: app_secret.map(String::into_bytes),
             delivered,
+            delay: Duration::ZERO,
             http,
         }
     }
@@ -50,6 +53,7 @@ impl StatusWebhook {
         }
         let message_id = send.message_id.clone();
         tokio::spawn(async move {
+            tokio::time::sleep(hook.delay).await;
             for body in bodies {
                 hook.post(body, &message_id).await;
             }
