@@ -168,12 +168,18 @@ async fn with_no_status_traffic_at_all_an_ambiguous_send_is_left_to_an_operator(
         replying_with_fake(fake_args(true), |c| quiet(c, Duration::from_millis(300))).await;
     stalled_before_sending(&app, &fake, "wamid.AN.alone").await;
     let m = wait_for(&app, "wamid.AN.alone", "settled", is_settled).await;
-    assert_eq!((&m["outcome"], &m["reason"]), (&json!("dead"), &json!("ambiguous_send")));
+    assert_eq!(
+        (&m["outcome"], &m["reason"]),
+        (&json!("dead"), &json!("ambiguous_send"))
+    );
     assert_eq!(m["reply"]["resolved_by"], "operator");
     let letters = app.dead_letters().await;
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0]["error"], "ambiguous_send");
-    assert!(sends_for(&fake, "wamid.AN.alone").is_empty(), "never resent blindly");
+    assert!(
+        sends_for(&fake, "wamid.AN.alone").is_empty(),
+        "never resent blindly"
+    );
     assert_eq!(
         app.metric(r#"replyd_ambiguous_resolved_total{by="operator"}"#)
             .await,
@@ -194,7 +200,10 @@ async fn the_operator_setting_leaves_ambiguous_sends_to_an_operator_whatever_the
     let later = wait_for(&app, "wamid.AO.later", "replied", is_settled).await;
     assert_eq!(later["outcome"], "replied");
     let m = wait_for(&app, "wamid.AO.stalled", "settled", is_settled).await;
-    assert_eq!((&m["outcome"], &m["reason"]), (&json!("dead"), &json!("ambiguous_send")));
+    assert_eq!(
+        (&m["outcome"], &m["reason"]),
+        (&json!("dead"), &json!("ambiguous_send"))
+    );
     assert_eq!(m["reply"]["resolved_by"], "operator");
     assert!(sends_for(&fake, "wamid.AO.stalled").is_empty());
 }
@@ -217,7 +226,10 @@ async fn a_conversation_waits_while_its_message_in_progress_is_ambiguous() {
 
     let first = wait_for(&app, "wamid.AW.first", "settled", is_settled).await;
     let second = wait_for(&app, "wamid.AW.second", "settled", is_settled).await;
-    assert_eq!((&first["outcome"], &second["outcome"]), (&json!("replied"), &json!("replied")));
+    assert_eq!(
+        (&first["outcome"], &second["outcome"]),
+        (&json!("replied"), &json!("replied"))
+    );
     let (first, second) = (
         sends_for(&fake, "wamid.AW.first"),
         sends_for(&fake, "wamid.AW.second"),
@@ -249,7 +261,10 @@ async fn a_late_status_for_the_first_attempt_after_the_resend_is_counted_as_a_do
 
     // The evidence says the first did not go out: it is sent again (the double happens here).
     let m = wait_for(&app, "wamid.AD.first", "settled", is_settled).await;
-    assert_eq!((&m["outcome"], &m["reply"]["attempts"]), (&json!("replied"), &json!(2)));
+    assert_eq!(
+        (&m["outcome"], &m["reply"]["attempts"]),
+        (&json!("replied"), &json!(2))
+    );
     assert_eq!(app.metric("replyd_double_sends_total").await, 0.0);
 
     // The first attempt's status arrives: recognised, counted and recorded, not passed over.

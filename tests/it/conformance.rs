@@ -1,12 +1,12 @@
 //! The store conformance suite: every backend runs every case. A backend is added with one
 //! `conformance!` line naming a function that opens a fresh, migrated, empty store.
 
+use replyd::domain::{AmbiguousResolution, ResolvedBy};
 use replyd::domain::{
     ContactProfile, ConversationMode, DeliveryStatus, InboundMessage, LedgerState, MessageId,
     MessageKind, Notification, Outcome, PhoneNumberId, Provider, RejectedItem, SilenceReason,
     StatusUpdate, WaId, callback_for_ledger,
 };
-use replyd::domain::{AmbiguousResolution, ResolvedBy};
 use replyd::store::{
     AmbiguousSettlement, Claim, DeadLetterAction, IngestReport, IngestUnit, Store, StoreOptions,
     UndecodablePayload,
@@ -569,7 +569,11 @@ async fn a_status_with_our_callback_settles_an_ambiguous_send(store: Store) {
         .settle_ambiguous(0, NOW_MS + 1, AmbiguousResolution::Evidence)
         .await
         .unwrap();
-    assert_eq!(settled, AmbiguousSettlement::default(), "nothing left to settle");
+    assert_eq!(
+        settled,
+        AmbiguousSettlement::default(),
+        "nothing left to settle"
+    );
 }
 
 async fn quiet_ambiguous_sends_become_replayable_dead_letters(store: Store) {

@@ -7,9 +7,7 @@ use replyd::domain::{
 };
 use replyd::store::{AmbiguousSettlement, Claim, IngestReport, LeasedJob, Store};
 
-use crate::conformance::{
-    NOW_MS, TS, conformance, messages, msg, sqlite_store, status, unit,
-};
+use crate::conformance::{NOW_MS, TS, conformance, messages, msg, sqlite_store, status, unit};
 
 conformance!(
     sqlite,
@@ -35,7 +33,12 @@ fn callback(ledger_id: i64, attempt: u32) -> Option<String> {
     )
 }
 
-async fn post_status(store: &Store, out: &str, state: &str, callback: Option<String>) -> IngestReport {
+async fn post_status(
+    store: &Store,
+    out: &str,
+    state: &str,
+    callback: Option<String>,
+) -> IngestReport {
     let mut s = status(out, state);
     s.callback_data = callback;
     let notification = Notification {
@@ -50,7 +53,11 @@ async fn post_status(store: &Store, out: &str, state: &str, callback: Option<Str
 }
 
 async fn claim(store: &Store, job: LeasedJob, now_ms: i64) -> (i64, u32) {
-    match store.claim_reply(job.inbound_id, "hi", now_ms).await.unwrap() {
+    match store
+        .claim_reply(job.inbound_id, "hi", now_ms)
+        .await
+        .unwrap()
+    {
         Claim::Claimed {
             ledger_id,
             attempts,
@@ -100,7 +107,11 @@ async fn an_unconfirmed_send_is_sent_again_once_later_sends_of_the_number_are_co
         .settle_ambiguous(QUIET_MS, NOW_MS + QUIET_MS - 1, evidence)
         .await
         .unwrap();
-    assert_eq!(early, AmbiguousSettlement::default(), "inside the quiet period");
+    assert_eq!(
+        early,
+        AmbiguousSettlement::default(),
+        "inside the quiet period"
+    );
     let settled = store
         .settle_ambiguous(QUIET_MS, NOW_MS + QUIET_MS, evidence)
         .await
@@ -188,10 +199,18 @@ async fn a_late_status_before_the_resend_settles_it_and_cancels_the_resend(store
     let r = x.reply.unwrap();
     assert_eq!(
         (r.state, r.outbound_id.as_deref(), r.resolved_by),
-        (LedgerState::Sent, Some("wamid.x1"), Some(ResolvedBy::Status))
+        (
+            LedgerState::Sent,
+            Some("wamid.x1"),
+            Some(ResolvedBy::Status)
+        )
     );
     assert!(
-        store.lease_jobs(later, 60_000, 10).await.unwrap().is_empty(),
+        store
+            .lease_jobs(later, 60_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
         "the resend is cancelled"
     );
 }

@@ -523,10 +523,10 @@ async fn a_worker_killed_mid_batch_loses_and_doubles_nothing() {
     assert_eq!(
         counts.len() as u64,
         replied,
-        "replied means sent once; the rest are ambiguous_send dead letters"
+        "replied means sent once; the rest are ambiguous_send dead letters (no evidence either way)"
     );
 
-    // The interrupted sends were never resent on their own; an operator replays them.
+    // What no evidence could settle was never resent on its own; an operator replays it.
     let letters: serde_json::Value = client
         .get(format!("{base}/api/v1/dead-letters"))
         .bearer_auth(ADMIN_TOKEN)

@@ -257,7 +257,13 @@ async fn leave_to_an_operator(
         .bind(ledger_id)
         .execute(&mut **tx)
         .await?;
-    set_outcome(tx, inbound_id, &Outcome::Dead("ambiguous_send".into()), now_ms).await?;
+    set_outcome(
+        tx,
+        inbound_id,
+        &Outcome::Dead("ambiguous_send".into()),
+        now_ms,
+    )
+    .await?;
     insert_message_dead_letter(
         tx,
         inbound_id,

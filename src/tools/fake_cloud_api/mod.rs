@@ -148,13 +148,11 @@ impl FakeCloudApi {
             timeout_ratio: args.timeout_ratio,
             timeout_before_ratio: args.timeout_before_ratio,
         };
-        let webhook = args
-            .status_webhook_url
-            .map(|url| {
-                let mut hook = StatusWebhook::new(url, args.app_secret, args.delivered_status);
-                hook.delay = args.status_delay.into();
-                hook
-            });
+        let webhook = args.status_webhook_url.map(|url| {
+            let mut hook = StatusWebhook::new(url, args.app_secret, args.delivered_status);
+            hook.delay = args.status_delay.into();
+            hook
+        });
         let shared = Arc::new(Shared::new(
             faults,
             args.latency.into(),

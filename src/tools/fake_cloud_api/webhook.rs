@@ -258,7 +258,11 @@ mod tests {
             authorization: None,
             received_at_ms: 0,
         };
-        let body = status_body(&send, "sent", UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let body = status_body(
+            &send,
+            "sent",
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        );
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
         let status = &value["entry"][0]["changes"][0]["value"]["statuses"][0];
         assert_eq!(status["recipient_id"], "4915550001111");
