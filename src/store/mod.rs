@@ -433,7 +433,8 @@ impl Store {
         }
     }
 
-    /// The send's fate is unknown: never resent blindly; a status webhook or the quiet period settles it.
+    /// The send's fate is unknown: never resent blindly; a status webhook or the evidence after
+    /// the quiet period settles it. Until then the conversation's later messages are not leased.
     pub async fn mark_ambiguous(
         &self,
         inbound_id: i64,
