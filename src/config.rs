@@ -9,6 +9,7 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::AmbiguousResolution;
 use crate::domain::keywords::Keywords;
 use crate::secret::{DatabaseUrl, Secret};
 use crate::worker::responder::ResponderConfig;
@@ -79,9 +80,14 @@ pub struct Config {
     /// Cloud API request timeout; a send that times out is ambiguous, never blindly resent.
     #[serde(with = "humantime_serde")]
     pub send_timeout: Duration,
-    /// An ambiguous send with no status webhook after this long becomes the dead letter `ambiguous_send`.
+    /// How long an ambiguous send (timed out, or cut off between claim and send) waits for a
+    /// status webhook before the evidence decides it (`ambiguous_resolution`).
     #[serde(with = "humantime_serde")]
     pub ambiguous_quiet_period: Duration,
+    /// `evidence`: an ambiguous send no status confirmed, while later sends of the same number
+    /// were confirmed, did not go out and is sent once more; with no status traffic at all it is
+    /// the dead letter `ambiguous_send`. `operator`: always that dead letter.
+    pub ambiguous_resolution: AmbiguousResolution,
     /// How often a number paused by a halt-class error is probed.
     #[serde(with = "humantime_serde")]
     pub halt_probe_interval: Duration,
@@ -144,7 +150,8 @@ impl Default for Config {
             pair_interval: Duration::from_secs(6),
             pair_burst: 10,
             send_timeout: Duration::from_secs(10),
-            ambiguous_quiet_period: Duration::from_secs(10 * 60),
+            ambiguous_quiet_period: Duration::from_secs(60),
+            ambiguous_resolution: AmbiguousResolution::Evidence,
             halt_probe_interval: Duration::from_secs(60),
             keywords: Keywords::default(),
             human_reply_takeover: true,
@@ -266,6 +273,27 @@ mod tests {
                 Some(ResponderConfig::Http { .. })
             ));
             assert!(!c.sandbox());
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment::Jail fixes the closure's error type"
+    )]
+    fn ambiguous_sends_are_settled_by_evidence_unless_told_otherwise() {
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None).expect("loads");
+            assert_eq!(c.ambiguous_resolution, AmbiguousResolution::Evidence);
+            assert_eq!(c.ambiguous_quiet_period, Duration::from_secs(60));
+            jail.set_env("REPLYD_AMBIGUOUS_RESOLUTION", "operator");
+            jail.set_env("REPLYD_AMBIGUOUS_QUIET_PERIOD", "90s");
+            let c = Config::load(None).expect("loads");
+            assert_eq!(c.ambiguous_resolution, AmbiguousResolution::Operator);
+            assert_eq!(c.ambiguous_quiet_period, Duration::from_secs(90));
+            jail.set_env("REPLYD_AMBIGUOUS_RESOLUTION", "guess");
+            assert!(Config::load(None).is_err(), "an unknown setting is refused");
             Ok(())
         });
     }

@@ -33,6 +33,10 @@ pub struct Metrics {
     pub send_failures: Family<Labels, Counter>,
     /// Numbers whose sends were paused by a halt-class error (each pause counts once).
     pub sends_halted: Counter,
+    /// Ambiguous sends settled, by how (`by`: status, evidence, operator).
+    pub ambiguous_resolved: Family<Labels, Counter>,
+    /// Statuses showing an earlier attempt of a resent reply went out too.
+    pub double_sends: Counter,
     /// Seconds from a message's arrival to its reply being accepted by the Cloud API.
     pub reply_latency: Histogram,
     /// Set at scrape time.
@@ -59,6 +63,8 @@ impl Metrics {
             replies_silenced: Family::default(),
             send_failures: Family::default(),
             sends_halted: Counter::default(),
+            ambiguous_resolved: Family::default(),
+            double_sends: Counter::default(),
             reply_latency: Histogram::new(exponential_buckets(0.001, 2.0, 20)),
             queue_depth: Gauge::default(),
             held_numbers: Gauge::default(),
@@ -137,6 +143,16 @@ impl Metrics {
             m.sends_halted.clone(),
         );
         registry.register(
+            "ambiguous_resolved",
+            "Ambiguous sends settled, by how (status, evidence, operator)",
+            m.ambiguous_resolved.clone(),
+        );
+        registry.register(
+            "double_sends",
+            "Earlier attempts of resent replies shown by a status to have gone out too",
+            m.double_sends.clone(),
+        );
+        registry.register(
             "reply_latency_seconds",
             "Message arrival to reply accepted",
             m.reply_latency.clone(),
@@ -156,6 +172,14 @@ impl Metrics {
 
     pub fn reject(&self, reason: &'static str) {
         self.rejected.get_or_create(&[("reason", reason)]).inc();
+    }
+
+    pub fn ambiguous_resolved(&self, by: crate::domain::ResolvedBy, n: u64) {
+        if n > 0 {
+            self.ambiguous_resolved
+                .get_or_create(&[("by", by.as_str())])
+                .inc_by(n);
+        }
     }
 
     /// Prometheus text exposition.

@@ -1,5 +1,6 @@
 //! Pure domain logic: identifiers, the parsed notification model, outcomes. No I/O here.
 
+pub mod ambiguous;
 pub mod ids;
 pub mod inbound;
 
@@ -15,14 +16,15 @@ pub mod gates;
 pub mod keywords;
 pub mod retry;
 
+pub use ambiguous::{AmbiguousResolution, ResolvedBy, SendRef};
 pub use gates::{ConversationMode, GateSnapshot, LedgerState, SweepFacts, Verdict};
 
-/// The `biz_opaque_callback_data` replyd puts on a send: it ties status webhooks to the ledger.
+/// Callback data naming a ledger row but no attempt (`replyd:<id>`), as replyd wrote it before
+/// attempts were named: read as the row's current attempt. Sends name theirs ([`SendRef`]).
 pub fn callback_for_ledger(ledger_id: i64) -> String {
-    format!("replyd:{ledger_id}")
-}
-
-/// The ledger id in callback data replyd wrote; `None` for anyone else's.
-pub fn ledger_id_from_callback(callback: &str) -> Option<i64> {
-    callback.strip_prefix("replyd:")?.parse().ok()
+    SendRef {
+        ledger_id,
+        attempt: None,
+    }
+    .callback_data()
 }

@@ -60,6 +60,8 @@ fn message_json(m: &MessageRecord) -> Value {
             "state": r.state.as_str(),
             "outbound_id": r.outbound_id,
             "attempts": r.attempts,
+            "resolved_by": r.resolved_by.map(|b| b.as_str()),
+            "double_sends": r.double_sends,
         })),
     })
 }

@@ -176,7 +176,7 @@ mod tests {
     #[tokio::test]
     async fn a_writer_that_panics_is_restarted_on_the_same_queue() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("w.db").display());
+        let url = format!("sqlite://{}", dir.path().join("w.db").display()).into();
         let store = Store::connect(&url, &StoreOptions::default())
             .await
             .unwrap();

@@ -18,7 +18,8 @@ use serde::Serialize;
 
 use crate::domain::keywords::KeywordAction;
 use crate::domain::{
-    ConversationMode, GateSnapshot, LedgerState, Notification, Outcome, Provider, SilenceReason,
+    AmbiguousResolution, ConversationMode, GateSnapshot, LedgerState, Notification, Outcome,
+    Provider, ResolvedBy, SilenceReason,
 };
 use crate::secret::DatabaseUrl;
 use crate::whatsapp::PayloadError;
@@ -119,6 +120,19 @@ pub struct IngestReport {
     pub new_statuses: u64,
     pub duplicate_statuses: u64,
     pub dead_letters: u64,
+    /// Ambiguous sends a status webhook with their callback data settled as `replied`.
+    pub ambiguous_confirmed: u64,
+    /// Statuses showing an earlier attempt of a resent reply went out too.
+    pub double_sends: u64,
+}
+
+/// What one pass over the ambiguous sends past their quiet period did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AmbiguousSettlement {
+    /// Shown not to have gone out (later sends of the number were confirmed): sent once more.
+    pub resent: u64,
+    /// No evidence either way (or the `operator` setting): the dead letter `ambiguous_send`.
+    pub dead_lettered: u64,
 }
 
 /// One inbound message as the admin API shows it.
@@ -249,6 +263,10 @@ pub struct ReplyRecord {
     pub state: LedgerState,
     pub outbound_id: Option<String>,
     pub attempts: u32,
+    /// How its send was settled, if it was ever ambiguous.
+    pub resolved_by: Option<ResolvedBy>,
+    /// Statuses that showed an earlier attempt went out although it was sent again.
+    pub double_sends: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -453,7 +471,8 @@ impl Store {
         }
     }
 
-    /// The send's fate is unknown: never resent blindly; a status webhook or the quiet period settles it.
+    /// The send's fate is unknown: never resent blindly; a status webhook or the evidence after
+    /// the quiet period settles it. Until then the conversation's later messages are not leased.
     pub async fn mark_ambiguous(
         &self,
         inbound_id: i64,
@@ -502,10 +521,18 @@ impl Store {
         }
     }
 
-    /// Ambiguous sends with no evidence after `quiet_ms` become the dead letter `ambiguous_send`.
-    pub async fn settle_ambiguous(&self, quiet_ms: i64, now_ms: i64) -> Result<u64, StoreError> {
+    /// Settles ambiguous sends no status confirmed within `quiet_ms`. Under `evidence`, one
+    /// for which later sends of the same number were confirmed did not go out: its row may be
+    /// claimed once more and its job is back. Otherwise it becomes the dead letter
+    /// `ambiguous_send`. Either way `resolved_by` records it.
+    pub async fn settle_ambiguous(
+        &self,
+        quiet_ms: i64,
+        now_ms: i64,
+        resolution: AmbiguousResolution,
+    ) -> Result<AmbiguousSettlement, StoreError> {
         match self {
-            Self::Sqlite(s) => s.settle_ambiguous(quiet_ms, now_ms).await,
+            Self::Sqlite(s) => s.settle_ambiguous(quiet_ms, now_ms, resolution).await,
         }
     }
 

@@ -1,19 +1,25 @@
 //! The worker's housekeeping: probe paused numbers and resume them, and settle ambiguous sends
-//! that no status webhook confirmed within the quiet period. `run_once` does one pass and says
-//! what it did; `run` repeats it.
+//! that no status webhook confirmed within the quiet period — sent once more when later sends
+//! of the number were confirmed (evidence it did not go out), else left to an operator as the
+//! dead letter `ambiguous_send`. `maintain_once` does one pass and says what it did;
+//! `run_maintenance` repeats it.
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use super::Worker;
+use crate::domain::ResolvedBy;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MaintenanceReport {
     pub numbers_resumed: usize,
     pub numbers_still_held: usize,
-    pub ambiguous_settled: u64,
+    /// Ambiguous sends shown not to have gone out, back in the queue for one more attempt.
+    pub ambiguous_resent: u64,
+    /// Ambiguous sends with no evidence either way: dead letters `ambiguous_send`.
+    pub ambiguous_dead_lettered: u64,
     pub takeovers_released: u64,
 }
 
@@ -48,14 +54,32 @@ impl Worker {
         if report.numbers_resumed > 0 {
             self.jobs_ready.notify_one();
         }
-        report.ambiguous_settled = self
+        let settled = self
             .store
-            .settle_ambiguous(self.settings.ambiguous_quiet_ms, self.clock.now_ms())
+            .settle_ambiguous(
+                self.settings.ambiguous_quiet_ms,
+                self.clock.now_ms(),
+                self.settings.ambiguous_resolution,
+            )
             .await?;
-        if report.ambiguous_settled > 0 {
+        report.ambiguous_resent = settled.resent;
+        report.ambiguous_dead_lettered = settled.dead_lettered;
+        self.metrics
+            .ambiguous_resolved(ResolvedBy::Evidence, settled.resent);
+        self.metrics
+            .ambiguous_resolved(ResolvedBy::Operator, settled.dead_lettered);
+        if settled.resent > 0 {
+            tracing::info!(
+                count = settled.resent,
+                "ambiguous sends did not go out (later sends of their number were confirmed): sending them once more"
+            );
+            self.jobs_ready.notify_one();
+        }
+        if settled.dead_lettered > 0 {
+            self.metrics.dead_letters.inc_by(settled.dead_lettered);
             tracing::warn!(
-                count = report.ambiguous_settled,
-                "ambiguous sends became dead letters (ambiguous_send)"
+                count = settled.dead_lettered,
+                "ambiguous sends with no evidence either way became dead letters (ambiguous_send)"
             );
         }
         report.takeovers_released = self

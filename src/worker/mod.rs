@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::domain::AmbiguousResolution;
 use crate::domain::keywords::Keywords;
 use crate::domain::retry::RetryPolicy;
 use crate::metrics::Metrics;
@@ -39,6 +40,7 @@ pub struct WorkerSettings {
     pub rates: HashMap<String, u32>,
     pub pair_pace: Pace,
     pub ambiguous_quiet_ms: i64,
+    pub ambiguous_resolution: AmbiguousResolution,
     pub halt_probe_interval_ms: i64,
     pub operator_idle_release_ms: i64,
     /// How long the lease loop waits when idle before looking again (jobs that come due).
@@ -72,6 +74,7 @@ impl WorkerSettings {
                 burst: config.pair_burst.max(1),
             },
             ambiguous_quiet_ms: ms(config.ambiguous_quiet_period),
+            ambiguous_resolution: config.ambiguous_resolution,
             halt_probe_interval_ms: ms(config.halt_probe_interval),
             operator_idle_release_ms: ms(config.operator_idle_release),
             idle_poll: Duration::from_millis(200),

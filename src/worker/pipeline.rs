@@ -8,7 +8,7 @@ use super::responder::{Decision, HistoryItem, ResponderError, ResponderInput};
 use crate::domain::gates::{self, LedgerState, Verdict};
 use crate::domain::keywords::KeywordAction;
 use crate::domain::retry::{Backoff, RetryDecision};
-use crate::domain::{ConversationMode, SilenceReason, callback_for_ledger};
+use crate::domain::{ConversationMode, SendRef, SilenceReason};
 use crate::store::{Claim, LeasedJob, ReplyContext, StoreError};
 use crate::whatsapp::errors::{FailureClass, RetryHint};
 use crate::whatsapp::send::{SendError, TextReply};
@@ -174,7 +174,12 @@ impl Worker {
         };
         let m = &ctx.message;
         let to = recipient(&m.wa_id);
-        let callback = callback_for_ledger(ledger_id);
+        // Names the attempt: a late status for an earlier one is told apart from this one's.
+        let callback = SendRef {
+            ledger_id,
+            attempt: Some(attempts),
+        }
+        .callback_data();
         let reply = TextReply {
             phone_number_id: &m.phone_number_id,
             to: &to,
@@ -226,7 +231,7 @@ impl Worker {
                 .send_failures
                 .get_or_create(&[("class", "ambiguous")])
                 .inc();
-            tracing::warn!(message.id = %ctx.message.message_id, error = %error, "send outcome unknown; waiting for a status webhook");
+            tracing::warn!(message.id = %ctx.message.message_id, error = %error, "send outcome unknown; its conversation waits for the evidence");
             return Ok(JobResult::Ambiguous);
         }
         match error.class() {

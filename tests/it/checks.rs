@@ -276,7 +276,7 @@ async fn rows_written_before_the_checks_migrate_with_their_indexes() {
         .unwrap();
     db.close().await.unwrap();
 
-    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    let url = format!("sqlite://{}", dir.path().join("old.db").display()).into();
     let store = Store::connect(&url, &StoreOptions::default())
         .await
         .unwrap();
@@ -287,7 +287,9 @@ async fn rows_written_before_the_checks_migrate_with_their_indexes() {
         .fetch_all(&mut db)
         .await
         .unwrap();
-    assert_eq!(before, after, "every index is back");
+    // Every index is back (later migrations may add more).
+    let missing: Vec<&String> = before.iter().filter(|i| !after.contains(i)).collect();
+    assert!(missing.is_empty(), "indexes lost: {missing:?}");
     let summary = store.summary().await.unwrap();
     assert_eq!(
         (

@@ -1,18 +1,20 @@
 //! The store conformance suite: every backend runs every case. A backend is added with one
 //! `conformance!` line naming a function that opens a fresh, migrated, empty store.
 
+use replyd::domain::{AmbiguousResolution, ResolvedBy};
 use replyd::domain::{
     ContactProfile, ConversationMode, DeliveryStatus, InboundMessage, LedgerState, MessageId,
     MessageKind, Notification, Outcome, PhoneNumberId, Provider, RejectedItem, SilenceReason,
     StatusUpdate, WaId, callback_for_ledger,
 };
 use replyd::store::{
-    Claim, DeadLetterAction, IngestReport, IngestUnit, Store, StoreOptions, UndecodablePayload,
+    AmbiguousSettlement, Claim, DeadLetterAction, IngestReport, IngestUnit, Store, StoreOptions,
+    UndecodablePayload,
 };
 use replyd::whatsapp::PayloadError;
 use tempfile::TempDir;
 
-const NOW_MS: i64 = 1_700_000_000_000;
+pub(crate) const NOW_MS: i64 = 1_700_000_000_000;
 
 /// A fresh SQLite store in its own directory (kept alive by the guard).
 pub async fn sqlite_store() -> (Store, TempDir) {
@@ -38,6 +40,7 @@ macro_rules! conformance {
         }
     };
 }
+pub(crate) use conformance;
 
 conformance!(
     sqlite,
@@ -63,7 +66,7 @@ conformance!(
     ]
 );
 
-fn msg(id: &str, from: &str, ts: i64) -> InboundMessage {
+pub(crate) fn msg(id: &str, from: &str, ts: i64) -> InboundMessage {
     InboundMessage {
         provider: Provider::Cloud,
         id: MessageId::parse(id).unwrap(),
@@ -76,7 +79,7 @@ fn msg(id: &str, from: &str, ts: i64) -> InboundMessage {
     }
 }
 
-fn status(id: &str, state: &str) -> StatusUpdate {
+pub(crate) fn status(id: &str, state: &str) -> StatusUpdate {
     StatusUpdate {
         provider: Provider::Cloud,
         message_id: MessageId::parse(id).unwrap(),
@@ -90,7 +93,7 @@ fn status(id: &str, state: &str) -> StatusUpdate {
     }
 }
 
-fn unit(notification: Notification) -> IngestUnit {
+pub(crate) fn unit(notification: Notification) -> IngestUnit {
     IngestUnit {
         provider: Provider::Cloud,
         notification,
@@ -100,7 +103,7 @@ fn unit(notification: Notification) -> IngestUnit {
     }
 }
 
-fn messages(ms: Vec<InboundMessage>) -> IngestUnit {
+pub(crate) fn messages(ms: Vec<InboundMessage>) -> IngestUnit {
     unit(Notification {
         messages: ms,
         ..Default::default()
@@ -302,7 +305,7 @@ async fn migrate_is_idempotent(store: Store) {
 }
 
 /// Payload timestamps near NOW so the 24-hour window is open.
-const TS: i64 = NOW_MS / 1000 - 60;
+pub(crate) const TS: i64 = NOW_MS / 1000 - 60;
 
 /// The message ids of leased jobs, sorted, with their inbound row ids.
 async fn leased_ids(store: &Store, jobs: &[replyd::store::LeasedJob]) -> Vec<(String, i64)> {
@@ -481,7 +484,7 @@ async fn claim_rechecks_the_gates(store: Store) {
     );
 }
 
-async fn status_update(store: &Store, out: &str, state: &str, callback: Option<String>) {
+pub(crate) async fn status_update(store: &Store, out: &str, state: &str, callback: Option<String>) {
     let mut s = status(out, state);
     s.callback_data = callback;
     store
@@ -497,7 +500,7 @@ async fn status_update(store: &Store, out: &str, state: &str, callback: Option<S
 }
 
 /// Message "x" from user "A", ingested, leased and claimed: its job and ledger row.
-async fn claimed_message(store: &Store) -> (replyd::store::LeasedJob, i64) {
+pub(crate) async fn claimed_message(store: &Store) -> (replyd::store::LeasedJob, i64) {
     store
         .ingest_batch(&[messages(vec![msg("x", "A", TS)])], NOW_MS)
         .await
@@ -567,7 +570,16 @@ async fn a_status_with_our_callback_settles_an_ambiguous_send(store: Store) {
         (reply.state, reply.outbound_id.as_deref()),
         (LedgerState::Delivered, Some("wamid.out"))
     );
-    assert_eq!(store.settle_ambiguous(0, NOW_MS + 1).await.unwrap(), 0);
+    assert_eq!(reply.resolved_by, Some(ResolvedBy::Status));
+    let settled = store
+        .settle_ambiguous(0, NOW_MS + 1, AmbiguousResolution::Evidence)
+        .await
+        .unwrap();
+    assert_eq!(
+        settled,
+        AmbiguousSettlement::default(),
+        "nothing left to settle"
+    );
 }
 
 async fn quiet_ambiguous_sends_become_replayable_dead_letters(store: Store) {
@@ -576,21 +588,28 @@ async fn quiet_ambiguous_sends_become_replayable_dead_letters(store: Store) {
         .mark_ambiguous(job.inbound_id, ledger_id, "timeout", NOW_MS)
         .await
         .unwrap();
+    let evidence = AmbiguousResolution::Evidence;
     assert_eq!(
         store
-            .settle_ambiguous(600_000, NOW_MS + 1_000)
+            .settle_ambiguous(600_000, NOW_MS + 1_000, evidence)
             .await
             .unwrap(),
-        0,
+        AmbiguousSettlement::default(),
         "still inside the quiet period"
     );
+    // No status traffic at all for the number: no evidence either way.
     assert_eq!(
         store
-            .settle_ambiguous(600_000, NOW_MS + 600_000)
+            .settle_ambiguous(600_000, NOW_MS + 600_000, evidence)
             .await
             .unwrap(),
-        1
+        AmbiguousSettlement {
+            resent: 0,
+            dead_lettered: 1
+        }
     );
+    let reply = store.message("x").await.unwrap().unwrap().reply.unwrap();
+    assert_eq!(reply.resolved_by, Some(ResolvedBy::Operator));
     assert_eq!(
         store.message("x").await.unwrap().unwrap().outcome,
         Some(Outcome::Dead("ambiguous_send".into()))

@@ -1,8 +1,10 @@
 //! The one integration test binary: the real server over HTTP, the store conformance suite,
 //! the spool, and property tests.
 
+mod ambiguous;
 mod checks;
 mod conformance;
+mod conformance_ambiguous;
 mod fixtures;
 mod hardening;
 mod helpers;

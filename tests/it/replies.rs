@@ -54,10 +54,10 @@ use replyd::config::Config;
 use replyd::secret::Secret;
 use replyd::tools::fake_cloud_api::{FakeCloudApi, FakeCloudArgs, RecordedSend};
 
-const TOKEN: &str = "test-access-token";
+pub(crate) const TOKEN: &str = "test-access-token";
 
 /// A free loopback port (so the fake can be told where replyd's webhook will listen).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -66,7 +66,7 @@ fn free_port() -> u16 {
 }
 
 /// Fast retries and probes so faults resolve within a test.
-fn sending_config(c: &mut Config, fake: &FakeCloudApi) {
+pub(crate) fn sending_config(c: &mut Config, fake: &FakeCloudApi) {
     c.access_token = Secret::new(TOKEN);
     c.graph_base_url = fake.base_url();
     c.retry_base = Duration::from_millis(20);
@@ -78,7 +78,7 @@ fn sending_config(c: &mut Config, fake: &FakeCloudApi) {
     c.max_attempts_unexplained = 20;
 }
 
-async fn replying_with_fake(
+pub(crate) async fn replying_with_fake(
     args: FakeCloudArgs,
     adjust: impl FnOnce(&mut Config),
 ) -> (TestApp, FakeCloudApi) {
@@ -100,7 +100,7 @@ async fn replying_with_fake(
     (app, fake)
 }
 
-fn sends_per_message(sends: &[RecordedSend]) -> HashMap<String, usize> {
+pub(crate) fn sends_per_message(sends: &[RecordedSend]) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for s in sends {
         *counts
@@ -111,7 +111,7 @@ fn sends_per_message(sends: &[RecordedSend]) -> HashMap<String, usize> {
 }
 
 /// `n` text messages from `senders` different users, `per_payload` to a notification.
-fn traffic(prefix: &str, n: usize, senders: usize, per_payload: usize) -> Vec<Vec<u8>> {
+pub(crate) fn traffic(prefix: &str, n: usize, senders: usize, per_payload: usize) -> Vec<Vec<u8>> {
     let messages: Vec<_> = (0..n)
         .map(|i| {
             let mut m = text(&format!("wamid.{prefix}.{i}"), "hello");
@@ -523,10 +523,10 @@ async fn a_worker_killed_mid_batch_loses_and_doubles_nothing() {
     assert_eq!(
         counts.len() as u64,
         replied,
-        "replied means sent once; the rest are ambiguous_send dead letters"
+        "replied means sent once; the rest are ambiguous_send dead letters (no evidence either way)"
     );
 
-    // The interrupted sends were never resent on their own; an operator replays them.
+    // What no evidence could settle was never resent on its own; an operator replays it.
     let letters: serde_json::Value = client
         .get(format!("{base}/api/v1/dead-letters"))
         .bearer_auth(ADMIN_TOKEN)

@@ -167,7 +167,7 @@ async fn the_database_is_private_to_its_owner() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     let app = spawn_app_with(|c| {
         let db = c.spool_dir.parent().unwrap().join("data/replyd.db");
-        c.database_url = format!("sqlite://{}", db.display());
+        c.database_url = format!("sqlite://{}", db.display()).into();
     })
     .await;
     assert_eq!(

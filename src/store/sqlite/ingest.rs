@@ -95,8 +95,10 @@ pub(super) async fn ingest_batch(
             s.status.as_str().to_owned(),
         )) {
             reports[unit].new_statuses += 1;
-            let ours = advance_ledger(&mut tx, s, now_ms).await?;
-            if !ours && human_reply_takeover {
+            let found = super::ambiguous::match_status(&mut tx, s, now_ms).await?;
+            reports[unit].ambiguous_confirmed += u64::from(found.confirmed_ambiguous);
+            reports[unit].double_sends += u64::from(found.double_send);
+            if !found.ours && human_reply_takeover {
                 take_over_for_a_human_reply(&mut tx, s, now_ms).await?;
             }
         } else {
@@ -338,66 +340,6 @@ async fn insert_statuses(
     .fetch_one(&mut **tx)
     .await?;
     serde_json::from_str(&new_keys).map_err(corrupt)
-}
-
-/// A status for one of our sends moves its ledger row forward (never back), and is the evidence
-/// that settles a claimed or ambiguous send as `replied`. Our rows are found by the callback data
-/// we sent (the ledger id) — which also covers a status that overtakes the send call's answer —
-/// or by the outbound message id.
-/// Returns whether the status is for one of our sends (or carries our callback data).
-async fn advance_ledger(
-    tx: &mut Tx<'_>,
-    status: &StatusUpdate,
-    now_ms: i64,
-) -> Result<bool, StoreError> {
-    let Some(rank) = status.status.rank() else {
-        return Ok(true);
-    };
-    let ledger_id = status
-        .callback_data
-        .as_deref()
-        .and_then(crate::domain::ledger_id_from_callback);
-    // Two shapes of the same statement so each uses its index (an OR would scan the ledger).
-    let target = if ledger_id.is_some() {
-        "id = ?6"
-    } else {
-        "outbound_id = ?3"
-    };
-    let sql = format!(
-        "UPDATE ledger SET
-             state = CASE WHEN ?1 > status_rank THEN ?2 ELSE state END,
-             status_rank = max(status_rank, ?1),
-             outbound_id = coalesce(outbound_id, ?3),
-             error_code = CASE WHEN ?1 > status_rank AND ?2 = 'failed' THEN ?4 ELSE error_code END,
-             updated_at_ms = ?5
-         WHERE {target} AND state != 'unsent'
-         RETURNING inbound_id"
-    );
-    let settled: Option<i64> = sqlx::query_scalar(&sql)
-        .bind(i64::from(rank.min(9)))
-        .bind(status.status.as_str())
-        .bind(status.message_id.as_str())
-        .bind(status.error_code.map(|c| format!("cloud_api_{c}")))
-        .bind(now_ms)
-        .bind(ledger_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    if let Some(inbound_id) = settled {
-        sqlx::query(
-            "UPDATE inbound_messages SET outcome = 'replied', outcome_reason = NULL, outcome_at_ms = ?
-             WHERE id = ? AND outcome IS NULL",
-        )
-        .bind(now_ms)
-        .bind(inbound_id)
-        .execute(&mut **tx)
-        .await?;
-        sqlx::query("DELETE FROM jobs WHERE inbound_id = ?")
-            .bind(inbound_id)
-            .execute(&mut **tx)
-            .await?;
-    }
-    // Our callback data marks the send as ours even before its ledger row has an outbound id.
-    Ok(settled.is_some() || ledger_id.is_some())
 }
 
 /// A status for an outbound message that is not in the ledger and carries none of our callback

@@ -4,6 +4,7 @@
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Row, Sqlite, Transaction};
 
+mod ambiguous;
 mod batch;
 mod connection;
 mod context;
@@ -20,7 +21,7 @@ use super::{
     ContactRecord, DeadLetter, IngestReport, IngestUnit, MessageRecord, ReplyRecord, StoreError,
     StoreOptions, Summary,
 };
-use crate::domain::{LedgerState, Outcome, Provider};
+use crate::domain::{LedgerState, Outcome, Provider, ResolvedBy};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -141,7 +142,8 @@ impl SqliteStore {
     pub async fn message(&self, message_id: &str) -> Result<Option<MessageRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT m.provider, m.message_id, m.phone_number_id, m.wa_id, m.kind, m.payload_ts, m.outcome,
-                    m.outcome_reason, l.id AS ledger_id, l.state AS ledger_state, l.outbound_id, l.attempts
+                    m.outcome_reason, l.id AS ledger_id, l.state AS ledger_state, l.outbound_id, l.attempts,
+                    l.resolved_by, l.double_sends
              FROM inbound_messages m LEFT JOIN ledger l ON l.inbound_id = m.id
              WHERE m.message_id = ? ORDER BY m.id LIMIT 1",
         )
@@ -159,6 +161,10 @@ impl SqliteStore {
                     .ok_or_else(|| StoreError::Corrupt(format!("ledger state `{state}`")))?,
                 outbound_id: row.get("outbound_id"),
                 attempts: row.get::<i64, _>("attempts").max(0) as u32,
+                resolved_by: row
+                    .get::<Option<&str>, _>("resolved_by")
+                    .and_then(ResolvedBy::parse),
+                double_sends: row.get::<i64, _>("double_sends").max(0) as u32,
             }),
             _ => None,
         };

@@ -1,6 +1,6 @@
 //! The reply pipeline's writes and reads: leasing, the gate snapshot, claiming the ledger row,
-//! recording what the send did, settling ambiguous sends (operator-facing writes are in
-//! `operators.rs`).
+//! recording what the send did (settling ambiguous sends is in `ambiguous.rs`, operator-facing
+//! writes in `operators.rs`).
 //!
 //! Every write runs on the single writer connection in a `BEGIN IMMEDIATE` transaction, so
 //! the re-check of the gates and the claim of the ledger row are one atomic step.
@@ -19,7 +19,7 @@ pub(super) async fn begin(writer: &SqlitePool) -> Result<Tx<'static>, StoreError
 }
 
 /// Sets the outcome unless one exists: an outcome never changes once reached.
-async fn set_outcome(
+pub(super) async fn set_outcome(
     tx: &mut Tx<'_>,
     inbound_id: i64,
     outcome: &Outcome,
@@ -80,7 +80,7 @@ async fn unclaim(
     Ok(())
 }
 
-async fn insert_message_dead_letter(
+pub(super) async fn insert_message_dead_letter(
     tx: &mut Tx<'_>,
     inbound_id: i64,
     error: &str,
@@ -168,8 +168,10 @@ async fn lease_in(
         .bind(now_ms)
         .execute(&mut **tx)
         .await?;
-    // Due jobs, oldest first, whose conversation has nothing leased and nothing earlier waiting
-    // for a retry. Several due jobs of one conversation can qualify; only its first is taken.
+    // Due jobs, oldest first, whose conversation has nothing leased, nothing earlier waiting
+    // for a retry and no send whose fate is unknown (an ambiguous message is still the one in
+    // progress until it is settled). Several due jobs of one conversation can qualify; only its
+    // first is taken.
     let candidates: Vec<(i64, String, String)> = sqlx::query_as(
         "SELECT j.inbound_id, j.phone_number_id, j.wa_id FROM jobs j INDEXED BY jobs_available
          WHERE j.state = 'available' AND j.run_at_ms <= ?1
@@ -179,6 +181,10 @@ async fn lease_in(
                            WHERE r.state = 'available' AND r.attempts > 0
                              AND r.phone_number_id = j.phone_number_id AND r.wa_id = j.wa_id
                              AND (r.payload_ts, r.inbound_id) < (j.payload_ts, j.inbound_id))
+           AND NOT EXISTS (SELECT 1 FROM ledger a INDEXED BY ledger_ambiguous_by_conversation
+                           JOIN inbound_messages am ON am.id = a.inbound_id
+                           WHERE a.state = 'ambiguous' AND a.phone_number_id = j.phone_number_id
+                             AND a.wa_id = j.wa_id AND am.outcome IS NULL)
          ORDER BY j.payload_ts, j.inbound_id
          LIMIT ?2",
     )
@@ -419,32 +425,5 @@ impl SqliteStore {
                 })
             })
             .await
-    }
-
-    pub async fn settle_ambiguous(&self, quiet_ms: i64, now_ms: i64) -> Result<u64, StoreError> {
-        let mut tx = begin(&self.writer).await?;
-        let stale: Vec<(i64, i64, i64)> = sqlx::query_as(
-            "SELECT l.inbound_id, l.attempts, l.id FROM ledger l JOIN inbound_messages m ON m.id = l.inbound_id
-             WHERE l.state = 'ambiguous' AND l.updated_at_ms <= ? AND m.outcome IS NULL",
-        )
-        .bind(now_ms.saturating_sub(quiet_ms))
-        .fetch_all(&mut *tx)
-        .await?;
-        for &(inbound_id, attempts, _) in &stale {
-            let dead = Outcome::Dead("ambiguous_send".into());
-            set_outcome(&mut tx, inbound_id, &dead, now_ms).await?;
-            let detail = "the send's fate is unknown and no status webhook confirmed it; replay to send again";
-            insert_message_dead_letter(
-                &mut tx,
-                inbound_id,
-                "ambiguous_send",
-                detail,
-                attempts.max(0) as u32,
-                now_ms,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(stale.len() as u64)
     }
 }

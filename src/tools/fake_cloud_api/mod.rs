@@ -3,8 +3,8 @@
 //! held-back answers, permanent and halt errors, and a per-number throughput limit.
 //!
 //! Invariant: a send is recorded exactly when the real API would have sent the message — never
-//! for an error answer, always for a held-back ("timed out") one, whose `sent` status webhook is
-//! posted right away. Faults can be changed while it runs, in-process through [`FakeCloudApi`]
+//! for an error answer or a send stalled before it went out, always for a held-back ("timed
+//! out after sending") one, whose status webhooks are posted right away. Faults can be changed while it runs, in-process through [`FakeCloudApi`]
 //! or over HTTP with `PATCH /faults`.
 
 mod routes;
@@ -39,10 +39,14 @@ pub struct FakeCloudArgs {
     #[arg(long, default_value_t = 0.0, value_parser = ratio)]
     pub rate_limit_ratio: f64,
     /// Share of sends (0.0–1.0) accepted and recorded whose answer is held back by
-    /// --timeout-delay: the dangerous case, sent but unanswered.
-    #[arg(long, default_value_t = 0.0, value_parser = ratio)]
+    /// --timeout-delay: the dangerous case, sent (with its status webhooks) but unanswered.
+    #[arg(long, alias = "timeout-after-ratio", default_value_t = 0.0, value_parser = ratio)]
     pub timeout_ratio: f64,
-    /// How long a held-back answer is delayed.
+    /// Share of sends (0.0–1.0) that stall for --timeout-delay before anything goes out: not
+    /// recorded, no status webhook, then answered 503 (if the client still waits).
+    #[arg(long, default_value_t = 0.0, value_parser = ratio)]
+    pub timeout_before_ratio: f64,
+    /// How long a held-back or stalled answer is delayed.
     #[arg(long, default_value = "30s")]
     pub timeout_delay: humantime::Duration,
     /// Answer every send with this Cloud API error code (e.g. 131026); `PATCH /faults` changes it.
@@ -54,6 +58,12 @@ pub struct FakeCloudArgs {
     /// After each accepted send, POST a signed `sent` status webhook to this URL.
     #[arg(long)]
     pub status_webhook_url: Option<String>,
+    /// Follow each `sent` status webhook with a `delivered` one.
+    #[arg(long)]
+    pub delivered_status: bool,
+    /// How long after an accepted send its status webhooks are posted (Meta's can lag).
+    #[arg(long, default_value = "0ms")]
+    pub status_delay: humantime::Duration,
     /// App secret that signs the status webhooks (X-Hub-Signature-256).
     #[arg(long, env = "REPLYD_APP_SECRET", hide_env_values = true)]
     pub app_secret: Option<String>,
@@ -71,10 +81,13 @@ impl Default for FakeCloudArgs {
             error_5xx_ratio: 0.0,
             rate_limit_ratio: 0.0,
             timeout_ratio: 0.0,
+            timeout_before_ratio: 0.0,
             timeout_delay: Duration::from_secs(30).into(),
             permanent_error_code: None,
             max_mps: None,
             status_webhook_url: None,
+            delivered_status: false,
+            status_delay: Duration::ZERO.into(),
             app_secret: None,
             seed: None,
         }
@@ -117,6 +130,7 @@ impl FakeCloudApi {
             ("error_5xx_ratio", args.error_5xx_ratio),
             ("rate_limit_ratio", args.rate_limit_ratio),
             ("timeout_ratio", args.timeout_ratio),
+            ("timeout_before_ratio", args.timeout_before_ratio),
         ] {
             if !(0.0..=1.0).contains(&r) {
                 bail!("{name} must be between 0.0 and 1.0, got {r}");
@@ -132,10 +146,13 @@ impl FakeCloudApi {
             error_5xx_ratio: args.error_5xx_ratio,
             rate_limit_ratio: args.rate_limit_ratio,
             timeout_ratio: args.timeout_ratio,
+            timeout_before_ratio: args.timeout_before_ratio,
         };
-        let webhook = args
-            .status_webhook_url
-            .map(|url| StatusWebhook::new(url, args.app_secret));
+        let webhook = args.status_webhook_url.map(|url| {
+            let mut hook = StatusWebhook::new(url, args.app_secret, args.delivered_status);
+            hook.delay = args.status_delay.into();
+            hook
+        });
         let shared = Arc::new(Shared::new(
             faults,
             args.latency.into(),
@@ -200,9 +217,21 @@ impl FakeCloudApi {
             .update_faults(|f| f.rate_limit_ratio = r.clamp(0.0, 1.0));
     }
 
+    /// Share of sends that go out but whose answer is held back past the client's timeout.
     pub fn set_timeout_ratio(&self, r: f64) {
         self.shared
             .update_faults(|f| f.timeout_ratio = r.clamp(0.0, 1.0));
+    }
+
+    /// Share of sends that stall before anything goes out (nothing recorded, no status).
+    pub fn set_timeout_before_ratio(&self, r: f64) {
+        self.shared
+            .update_faults(|f| f.timeout_before_ratio = r.clamp(0.0, 1.0));
+    }
+
+    /// How many sends stalled before going out (`timeout_before_ratio`).
+    pub fn stalled_before_send(&self) -> u64 {
+        self.shared.stalled_before_send()
     }
 
     /// Answers every send and every probe with this halt-class code (e.g. 190 → HTTP 401)

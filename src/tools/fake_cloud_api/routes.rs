@@ -4,7 +4,8 @@
 //! A send is checked in the order the real API would reject it — authorization, halted
 //! number, request body, configured permanent error, throughput — and only then may a random
 //! fault be injected. Nothing is recorded unless the send was accepted (a held-back answer
-//! counts as accepted: the message went out, only the answer is late).
+//! counts as accepted: the message went out, only the answer is late; a stall before the send
+//! does not: nothing went out).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -78,6 +79,17 @@ async fn send(
                 .insert(RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
             return answer;
         }
+        Injected::TimeoutBeforeSend => {
+            // The request never got as far as sending: the client's timeout fires first.
+            shared.count_stalled_before_send();
+            shared.pause(shared.timeout_delay).await;
+            return api_error_with_status(
+                &shared,
+                StatusCode::SERVICE_UNAVAILABLE,
+                131_016,
+                "stalled before sending (injected)",
+            );
+        }
         Injected::Timeout | Injected::None => {}
     }
 
@@ -131,6 +143,7 @@ async fn list_sent(State(shared): State<Arc<Shared>>, Query(query): Query<SentQu
         Some(_) => Json(json!({
             "count": shared.send_count(),
             "throughput_rejections": shared.throughput_rejections(),
+            "stalled_before_send": shared.stalled_before_send(),
         }))
         .into_response(),
     }
@@ -177,6 +190,7 @@ fn apply_patch(faults: &mut Faults, body: &[u8]) -> Result<(), String> {
             "error_5xx_ratio" => faults.error_5xx_ratio = ratio()?,
             "rate_limit_ratio" => faults.rate_limit_ratio = ratio()?,
             "timeout_ratio" => faults.timeout_ratio = ratio()?,
+            "timeout_before_ratio" => faults.timeout_before_ratio = ratio()?,
             other => return Err(format!("unknown fault {other:?}")),
         }
     }

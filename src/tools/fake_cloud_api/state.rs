@@ -26,7 +26,11 @@ pub(super) struct Faults {
     pub halt_code: Option<i64>,
     pub error_5xx_ratio: f64,
     pub rate_limit_ratio: f64,
+    /// Accepted, sent, answer held back (the client times out after the message went out).
     pub timeout_ratio: f64,
+    /// Stalled before anything goes out (the client times out, nothing was sent).
+    #[serde(default)]
+    pub timeout_before_ratio: f64,
 }
 
 /// A fault drawn for one send that passed validation.
@@ -42,6 +46,8 @@ pub(super) enum Injected {
     },
     /// Accept and record the send, then hold the answer back.
     Timeout,
+    /// Hold the answer back without sending: nothing recorded, no status.
+    TimeoutBeforeSend,
 }
 
 /// Server errors the real API answers: 500 with 131000, 503 with 131016 or 2.
@@ -65,6 +71,7 @@ pub(super) struct Shared {
     next_message: AtomicU64,
     next_trace: AtomicU64,
     throughput_rejections: AtomicU64,
+    stalled_before_send: AtomicU64,
 }
 
 /// A token bucket of `max_mps` tokens refilled at `max_mps` per second: one second of burst.
@@ -97,6 +104,7 @@ impl Shared {
             next_message: AtomicU64::new(1),
             next_trace: AtomicU64::new(1),
             throughput_rejections: AtomicU64::new(0),
+            stalled_before_send: AtomicU64::new(0),
         }
     }
 
@@ -108,7 +116,8 @@ impl Shared {
         change(&mut lock(&self.faults));
     }
 
-    /// One independent draw per configured ratio, in the order 5xx, 429, timeout.
+    /// One independent draw per configured ratio, in the order 5xx, 429, timeout before the
+    /// send, timeout after it.
     pub fn draw(&self, faults: &Faults) -> Injected {
         let mut rng = lock(&self.rng);
         if rng.gen_bool(faults.error_5xx_ratio.clamp(0.0, 1.0)) {
@@ -118,6 +127,9 @@ impl Shared {
         if rng.gen_bool(faults.rate_limit_ratio.clamp(0.0, 1.0)) {
             let code = RATE_LIMIT_CODES[rng.gen_range(0..RATE_LIMIT_CODES.len())];
             return Injected::RateLimited { code };
+        }
+        if rng.gen_bool(faults.timeout_before_ratio.clamp(0.0, 1.0)) {
+            return Injected::TimeoutBeforeSend;
         }
         if rng.gen_bool(faults.timeout_ratio.clamp(0.0, 1.0)) {
             return Injected::Timeout;
@@ -151,6 +163,14 @@ impl Shared {
 
     pub fn throughput_rejections(&self) -> u64 {
         self.throughput_rejections.load(Ordering::Relaxed)
+    }
+
+    pub fn count_stalled_before_send(&self) {
+        self.stalled_before_send.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn stalled_before_send(&self) -> u64 {
+        self.stalled_before_send.load(Ordering::Relaxed)
     }
 
     pub fn next_message_id(&self) -> String {

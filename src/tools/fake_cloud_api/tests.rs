@@ -247,6 +247,34 @@ async fn a_held_back_answer_is_recorded_but_reaches_the_client_as_unknown() {
 }
 
 #[tokio::test]
+async fn a_stall_before_sending_records_nothing_and_reaches_the_client_as_unknown() {
+    let (fake, _) = start(FakeCloudArgs::default()).await;
+    fake.set_timeout_before_ratio(1.0);
+    let impatient = CloudClient::new(&fake.base_url(), Duration::from_millis(300));
+    let error = impatient.send_text(TOKEN, &reply("hi")).await.unwrap_err();
+    assert!(matches!(error, SendError::Unknown(_)), "{error:?}");
+    assert!(fake.sends().is_empty(), "nothing went out");
+    assert_eq!(fake.stalled_before_send(), 1);
+
+    // A client patient enough to wait it out learns that nothing was sent (retryable 503).
+    let fake = {
+        fake.shutdown().await;
+        let (fake, _) = start(FakeCloudArgs {
+            timeout_before_ratio: 1.0,
+            timeout_delay: Duration::from_millis(50).into(),
+            ..FakeCloudArgs::default()
+        })
+        .await;
+        fake
+    };
+    let patient = CloudClient::new(&fake.base_url(), Duration::from_secs(5));
+    let error = patient.send_text(TOKEN, &reply("hi")).await.unwrap_err();
+    assert_eq!(api_parts(&error), (503, Some(131_016)));
+    assert!(fake.sends().is_empty());
+    fake.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_halted_number_fails_sends_and_probes_until_cleared() {
     let (fake, client) = start(FakeCloudArgs::default()).await;
     client.probe(TOKEN, "1001").await.unwrap();
@@ -340,6 +368,16 @@ async fn faults_can_be_changed_over_http() {
     let faults: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
     assert_eq!(faults["permanent_error_code"], Value::Null);
     assert_eq!(faults["timeout_ratio"], 0.0);
+    let patched: Value = http
+        .patch(&url)
+        .json(&json!({"timeout_before_ratio": 0.25}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(patched["timeout_before_ratio"], 0.25);
     fake.shutdown().await;
 }
 
@@ -360,6 +398,26 @@ fn cli_arguments_parse_with_their_defaults() {
         Duration::from_secs(30)
     );
     assert_eq!(cli.args.max_mps, Some(80));
+    assert_eq!(
+        (cli.args.timeout_ratio, cli.args.timeout_before_ratio),
+        (0.0, 0.0)
+    );
+    assert!(!cli.args.delivered_status);
+    let cli = Cli::try_parse_from([
+        "fake",
+        "--timeout-before-ratio",
+        "0.04",
+        "--timeout-after-ratio",
+        "0.05",
+        "--delivered-status",
+    ])
+    .unwrap();
+    assert_eq!(
+        (cli.args.timeout_before_ratio, cli.args.timeout_ratio),
+        (0.04, 0.05)
+    );
+    assert!(cli.args.delivered_status);
+    assert!(Cli::try_parse_from(["fake", "--timeout-before-ratio", "-1"]).is_err());
     assert!(Cli::try_parse_from(["fake", "--error-5xx-ratio", "1.5"]).is_err());
 }
 

@@ -1,7 +1,7 @@
-//! The `sent` status webhook the fake posts after each accepted send, in the Cloud API's shape:
-//! the new outbound id plus the `biz_opaque_callback_data` the sender passed, signed like Meta
-//! signs (HMAC-SHA256 over the escaped-unicode body). Posted from a task of its own, so it can
-//! arrive before the send's answer — as it can from Meta.
+//! The status webhooks the fake posts after each accepted send (`sent`, then `delivered` when
+//! asked), in the Cloud API's shape: the new outbound id plus the `biz_opaque_callback_data` the
+//! sender passed, signed like Meta signs (HMAC-SHA256 over the escaped-unicode body). Posted
+//! from a task of its own, so they can arrive before the send's answer — as they can from Meta.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -21,11 +21,15 @@ const DISPLAY_PHONE_NUMBER: &str = "15550000000";
 pub(super) struct StatusWebhook {
     url: String,
     app_secret: Option<Vec<u8>>,
+    /// Follow `sent` with `delivered`.
+    delivered: bool,
+    /// Wait this long after the send before posting.
+    pub delay: Duration,
     http: reqwest::Client,
 }
 
 impl StatusWebhook {
-    pub fn new(url: String, app_secret: Option<String>) -> Self {
+    pub fn new(url: String, app_secret: Option<String>, delivered: bool) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -33,16 +37,27 @@ impl StatusWebhook {
         Self {
             url,
             app_secret: app_secret.map(String::into_bytes),
+            delivered,
+            delay: Duration::ZERO,
             http,
         }
     }
 
-    /// Posts the `sent` status for `send` in the background.
+    /// Posts the statuses of `send` in the background, `sent` first.
     pub fn spawn_post(&self, send: &RecordedSend) {
         let hook = self.clone();
-        let body = sent_status_body(send, SystemTime::now());
+        let now = SystemTime::now();
+        let mut bodies = vec![status_body(send, "sent", now)];
+        if self.delivered {
+            bodies.push(status_body(send, "delivered", now));
+        }
         let message_id = send.message_id.clone();
-        tokio::spawn(async move { hook.post(body, &message_id).await });
+        tokio::spawn(async move {
+            tokio::time::sleep(hook.delay).await;
+            for body in bodies {
+                hook.post(body, &message_id).await;
+            }
+        });
     }
 
     async fn post(&self, body: Vec<u8>, message_id: &str) {
@@ -81,8 +96,9 @@ impl StatusWebhook {
     }
 }
 
-/// A notification carrying one `sent` status, non-ASCII escaped the way Meta sends it.
-pub(super) fn sent_status_body(send: &RecordedSend, now: SystemTime) -> Vec<u8> {
+/// A notification carrying one status (`sent`, `delivered`), non-ASCII escaped the way Meta
+/// sends it.
+pub(super) fn status_body(send: &RecordedSend, kind: &str, now: SystemTime) -> Vec<u8> {
     let timestamp = now
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -90,7 +106,7 @@ pub(super) fn sent_status_body(send: &RecordedSend, now: SystemTime) -> Vec<u8> 
         .to_string();
     let mut status = json!({
         "id": send.message_id,
-        "status": "sent",
+        "status": kind,
         "timestamp": timestamp,
         "recipient_id": send.to.trim_start_matches('+'),
     });
@@ -205,6 +221,31 @@ mod tests {
         fake.shutdown().await;
     }
 
+    #[tokio::test]
+    async fn delivered_follows_sent_when_asked() {
+        let (url, mut webhooks) = receiver().await;
+        let args = FakeCloudArgs {
+            status_webhook_url: Some(url),
+            delivered_status: true,
+            ..FakeCloudArgs::default()
+        };
+        let (fake, client) = start(args).await;
+        let accepted = client.send_text(TOKEN, &reply("hi")).await.unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let (_, body) = tokio::time::timeout(Duration::from_secs(5), webhooks.recv())
+                .await
+                .expect("a status webhook within 5 s")
+                .unwrap();
+            let status = cloud::parse_notification(&body).unwrap().statuses[0].clone();
+            assert_eq!(status.message_id.as_str(), accepted.message_id);
+            assert_eq!(status.callback_data.as_deref(), Some("ledger-1"));
+            seen.push(status.status);
+        }
+        assert_eq!(seen, [DeliveryStatus::Sent, DeliveryStatus::Delivered]);
+        fake.shutdown().await;
+    }
+
     #[test]
     fn the_body_omits_absent_callback_data_and_the_plus_sign() {
         let send = RecordedSend {
@@ -217,7 +258,11 @@ mod tests {
             authorization: None,
             received_at_ms: 0,
         };
-        let body = sent_status_body(&send, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let body = status_body(
+            &send,
+            "sent",
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        );
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
         let status = &value["entry"][0]["changes"][0]["value"]["statuses"][0];
         assert_eq!(status["recipient_id"], "4915550001111");
