@@ -11,4 +11,5 @@ mod operators;
 mod properties;
 mod replies;
 mod spool;
+mod spool_owner;
 mod sweep;
