@@ -198,7 +198,7 @@ impl Ingestor {
                 continue;
             }
             match self.replay_spool().await {
-                Ok(r) if r.records > 0 || r.torn_bytes > 0 || r.dead_lettered > 0 => {
+                Ok(r) if r.records + r.torn_bytes + r.dead_lettered + r.retained > 0 => {
                     tracing::info!(
                         records = r.records,
                         new_messages = r.new_messages,
