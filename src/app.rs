@@ -40,8 +40,35 @@ pub struct Core {
     pub jobs_ready: Arc<Notify>,
 }
 
+/// Whether a [`Core`] owns the spool directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SpoolAccess {
+    /// Takes the directory's lock (refused while another process holds it): the process may
+    /// spool payloads and replay them. `serve` and `spool replay`.
+    Own,
+    /// Leaves the spool to its owner: a delivery the store cannot take fails instead of being
+    /// spooled. The other offline commands, which may run next to a server.
+    Leave,
+}
+
 impl Core {
+    /// The core of a process that owns its spool (see [`SpoolAccess::Own`]).
     pub async fn open(config: &Config, clock: Clock) -> anyhow::Result<Self> {
+        Self::open_with(config, clock, SpoolAccess::Own).await
+    }
+
+    /// The core of an offline command that runs alongside a server (see [`SpoolAccess::Leave`]).
+    pub async fn open_offline(config: &Config, clock: Clock) -> anyhow::Result<Self> {
+        Self::open_with(config, clock, SpoolAccess::Leave).await
+    }
+
+    async fn open_with(config: &Config, clock: Clock, spool: SpoolAccess) -> anyhow::Result<Self> {
+        // First, so that a process refused the spool touches nothing else. The error names the
+        // directory and says what to do; it stays downcastable to `SpoolError`.
+        let spool = match spool {
+            SpoolAccess::Own => Spool::open(&config.spool_dir)?,
+            SpoolAccess::Leave => Spool::unowned(&config.spool_dir),
+        };
         let options = StoreOptions {
             busy_timeout: config.store_busy_timeout,
             human_reply_takeover: config.human_reply_takeover,
@@ -59,8 +86,6 @@ impl Core {
             config.group_commit_max,
             jobs_ready.clone(),
         );
-        let spool = Spool::open(&config.spool_dir)
-            .with_context(|| format!("opening the spool at {}", config.spool_dir.display()))?;
         let ingestor = Ingestor::new(
             writer,
             spool,

@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 use replyd::app::{App, Core};
 use replyd::clock::Clock;
 use replyd::config::Config;
-use replyd::ingest::DeadLetterReplay;
+use replyd::ingest::{DeadLetterReplay, SpoolError};
 use replyd::operators;
 use replyd::store::DeadLetterAction;
 use replyd::sweep::{SweepSettings, Sweeper};
@@ -84,7 +84,9 @@ enum DlqCommand {
 
 #[derive(Debug, Subcommand)]
 enum SpoolCommand {
-    /// Re-ingest every spooled payload (duplicates are recognised and skipped).
+    /// Re-ingest every spooled payload (duplicates are recognised and skipped). Refused while
+    /// a running server owns the spool: it replays by itself, or ask it with
+    /// `POST /api/v1/spool/replay`.
     Replay,
 }
 
@@ -137,26 +139,40 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
-    let core = Core::open(&config, Clock::system()).await?;
+    let core = Core::open_offline(&config, Clock::system()).await?;
     println!("database at {} is up to date", config.database_url);
     drop(core);
     Ok(())
 }
 
 async fn spool_replay(config: Config) -> anyhow::Result<()> {
-    let core = Core::open(&config, Clock::system()).await?;
+    let core = match Core::open(&config, Clock::system()).await {
+        Ok(core) => core,
+        Err(e) => match e.downcast_ref::<SpoolError>() {
+            Some(SpoolError::Owned { dir, holder }) => anyhow::bail!(
+                "nothing replayed: the spool directory {} is owned by a running replyd server \
+                 ({holder}), which replays it by itself every {}. To replay now, ask that server: \
+                 POST /api/v1/spool/replay with its admin token (Authorization: Bearer …)",
+                dir.display(),
+                humantime::format_duration(config.spool_replay_interval)
+            ),
+            _ => return Err(e),
+        },
+    };
     let report = core
         .ingestor
         .replay_spool()
         .await
         .context("replaying the spool")?;
     println!(
-        "replayed {} record(s) from {} file(s): {} new message(s), {} duplicate(s), {} torn byte(s) skipped",
+        "replayed {} record(s) from {} file(s): {} new message(s), {} duplicate(s), {} torn byte(s) skipped, {} refused record(s) dead-lettered, {} retained for the next replay",
         report.records,
         report.files,
         report.new_messages,
         report.duplicate_messages,
-        report.torn_bytes
+        report.torn_bytes,
+        report.dead_lettered,
+        report.retained
     );
     Ok(())
 }
@@ -165,7 +181,7 @@ async fn conversation(
     config: Config,
     command: operators::ConversationCommand,
 ) -> anyhow::Result<()> {
-    let core = Core::open(&config, Clock::system()).await?;
+    let core = Core::open_offline(&config, Clock::system()).await?;
     print!(
         "{}",
         operators::conversation(&core.store, &Clock::system(), command).await?
@@ -174,7 +190,7 @@ async fn conversation(
 }
 
 async fn contact(config: Config, command: operators::ContactCommand) -> anyhow::Result<()> {
-    let core = Core::open(&config, Clock::system()).await?;
+    let core = Core::open_offline(&config, Clock::system()).await?;
     print!(
         "{}",
         operators::contact(&core.store, &Clock::system(), command).await?
@@ -183,7 +199,7 @@ async fn contact(config: Config, command: operators::ContactCommand) -> anyhow::
 }
 
 async fn sweep(config: Config, dry_run: bool) -> anyhow::Result<()> {
-    let core = Core::open(&config, Clock::system()).await?;
+    let core = Core::open_offline(&config, Clock::system()).await?;
     let sweeper = Sweeper::new(
         core.store.clone(),
         Clock::system(),
@@ -196,7 +212,7 @@ async fn sweep(config: Config, dry_run: bool) -> anyhow::Result<()> {
 }
 
 async fn dlq(config: Config, command: DlqCommand) -> anyhow::Result<()> {
-    let core = Core::open(&config, Clock::system()).await?;
+    let core = Core::open_offline(&config, Clock::system()).await?;
     match command {
         DlqCommand::List { limit } => {
             let letters = core.store.dead_letters(limit).await?;

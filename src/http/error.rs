@@ -23,6 +23,8 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("store unavailable")]
     Store(#[from] StoreError),
+    #[error("the spool could not be read")]
+    Spool(#[source] std::io::Error),
 }
 
 impl IntoResponse for ApiError {
@@ -36,6 +38,10 @@ impl IntoResponse for ApiError {
             Self::Store(e) => {
                 tracing::error!(error = %e, "admin request failed");
                 StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Spool(e) => {
+                tracing::error!(error = %e, "admin request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
             }
         };
         let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();

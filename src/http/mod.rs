@@ -5,6 +5,7 @@ pub mod conversations;
 pub mod error;
 pub mod health;
 pub mod openapi;
+pub mod spool;
 pub mod sweep;
 pub mod webhook;
 
@@ -60,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/sweep", post(sweep::run))
         .route("/sweeps", get(sweep::history))
+        .route("/spool/replay", post(spool::replay))
         .route("/openapi.json", get(openapi::document))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -165,6 +165,14 @@ fn paths() -> Value {
         ok("SweepHistory"),
     );
     add("/sweeps", "get", histories, &[400, 404]);
+    let spool = "Replay this server's spool now (it also replays by itself at an interval); \
+        503 when the store takes no writes, the spool is then kept";
+    add(
+        "/spool/replay",
+        "post",
+        op(spool, &[], None, ok("SpoolReplayReport")),
+        &[],
+    );
     let document = json!({
         "description": "This OpenAPI 3.1 document",
         "content": {"application/json": {"schema": {"type": "object"}}},

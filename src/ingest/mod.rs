@@ -1,6 +1,7 @@
 //! Ingest: an authentic webhook body becomes durable store rows, or a spool record when the
 //! store cannot take it. The HTTP handlers verify the sender; everything after that lives here.
 
+mod replay;
 pub mod spool;
 pub mod writer;
 
@@ -9,9 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::join_all;
 use sha2::{Digest, Sha256};
-use tokio_util::sync::CancellationToken;
 
 use crate::domain::MessageKind;
 use crate::domain::Provider;
@@ -21,7 +20,8 @@ use crate::store::{
     DeadLetterAction, IngestReport, IngestUnit, KeywordHit, Store, StoreError, UndecodablePayload,
 };
 use crate::whatsapp::{cloud, wasender};
-pub use spool::Spool;
+pub use replay::{ReplayError, ReplayReport};
+pub use spool::{Spool, SpoolError};
 pub use writer::{GroupCommitWriter, WriteError};
 
 /// How a delivery was made durable.
@@ -36,14 +36,6 @@ pub enum Acceptance {
 #[error("the store is unavailable and the spool could not be written: {0}")]
 pub struct IngestError(#[source] io::Error);
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReplayError {
-    #[error("reading the spool failed: {0}")]
-    Io(#[from] io::Error),
-    #[error("the store refused a spooled payload; the file is kept for the next replay: {0}")]
-    Store(#[from] WriteError),
-}
-
 /// What replaying a dead letter did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeadLetterReplay {
@@ -57,16 +49,6 @@ pub enum DeadLetterReplay {
     NotOpen,
 }
 
-/// What one spool replay did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReplayReport {
-    pub files: usize,
-    pub records: usize,
-    pub new_messages: u64,
-    pub duplicate_messages: u64,
-    pub torn_bytes: usize,
-}
-
 #[derive(Debug, Clone)]
 pub struct Ingestor {
     writer: GroupCommitWriter,
@@ -74,6 +56,8 @@ pub struct Ingestor {
     metrics: Arc<Metrics>,
     commit_timeout: Duration,
     keywords: Arc<Keywords>,
+    /// One spool replay at a time in this process (background replayer, admin request).
+    replaying: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Parses a verified body into what the store keeps. Never fails: an unparseable payload
@@ -146,6 +130,7 @@ impl Ingestor {
             metrics,
             commit_timeout,
             keywords: Arc::new(keywords),
+            replaying: Arc::default(),
         }
     }
 
@@ -185,76 +170,6 @@ impl Ingestor {
                     .map_err(IngestError)?;
                 self.metrics.spooled.inc();
                 Ok(Acceptance::Spooled)
-            }
-        }
-    }
-
-    /// Re-ingests everything in the spool. Safe to repeat and to run from several places at
-    /// once: dedup turns a second pass into duplicates.
-    pub async fn replay_spool(&self) -> Result<ReplayReport, ReplayError> {
-        let spool = self.spool.clone();
-        let files = tokio::task::spawn_blocking(move || spool.claim_for_replay())
-            .await
-            .map_err(io::Error::other)??;
-        let mut report = ReplayReport::default();
-        for path in files {
-            let read_path = path.clone();
-            let contents = match tokio::task::spawn_blocking(move || spool::read_file(&read_path))
-                .await
-                .map_err(io::Error::other)?
-            {
-                Ok(contents) => contents,
-                // Another replayer finished it first.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if contents.torn_bytes > 0 {
-                tracing::warn!(path = %path.display(), torn_bytes = contents.torn_bytes, "spool: skipped torn records");
-            }
-            report.torn_bytes += contents.torn_bytes;
-            // Concurrent writes let the group-commit writer batch the replay.
-            for chunk in contents.records.chunks(256) {
-                let writes = chunk
-                    .iter()
-                    .map(|r| self.writer.write(self.parse(r.provider, &r.body)));
-                for result in join_all(writes).await {
-                    let r = result?;
-                    self.count(&r);
-                    report.new_messages += r.new_messages;
-                    report.duplicate_messages += r.duplicate_messages;
-                    report.records += 1;
-                    self.metrics.spool_replayed.inc();
-                }
-            }
-            match self.spool.finish(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
-                _ => report.files += 1,
-            }
-        }
-        Ok(report)
-    }
-
-    /// Replays the spool whenever it holds something, until shutdown.
-    pub async fn run_spool_replayer(self, every: Duration, shutdown: CancellationToken) {
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(every) => {}
-            }
-            if self.spool.pending_bytes() == 0 {
-                continue;
-            }
-            match self.replay_spool().await {
-                Ok(r) if r.records > 0 || r.torn_bytes > 0 => {
-                    tracing::info!(
-                        records = r.records,
-                        new_messages = r.new_messages,
-                        torn_bytes = r.torn_bytes,
-                        "spool replayed"
-                    );
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "spool replay postponed"),
             }
         }
     }

@@ -19,6 +19,10 @@ pub enum PayloadError {
     Json(String),
     #[error("payload does not have the expected shape: {0}")]
     Schema(String),
+    /// It parsed, but the store refused its rows when it was replayed from the spool (our
+    /// fault, not the sender's): kept with its bytes so that a fixed version can replay it.
+    #[error("the store refused this payload when it was replayed from the spool: {0}")]
+    Refused(String),
 }
 
 impl PayloadError {
@@ -27,6 +31,7 @@ impl PayloadError {
         match self {
             Self::Json(_) => "malformed_json",
             Self::Schema(_) => "malformed_schema",
+            Self::Refused(_) => "store_refused",
         }
     }
 }

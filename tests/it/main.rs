@@ -15,5 +15,6 @@ mod operators;
 mod properties;
 mod replies;
 mod spool;
+mod spool_owner;
 mod sweep;
 mod write_path;

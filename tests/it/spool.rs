@@ -8,13 +8,34 @@ use sqlx::{Connection, Executor, SqliteConnection};
 use crate::fixtures::*;
 use crate::helpers::*;
 
-/// Holds SQLite's write lock from another connection, as a stuck writer would.
-async fn lock_database(app: &TestApp) -> SqliteConnection {
-    let mut conn = SqliteConnection::connect(&format!("sqlite://{}", app.db_path().display()))
+/// A connection of our own to the app's database (to lock it, or to plant triggers).
+pub async fn connect_database(app: &TestApp) -> SqliteConnection {
+    SqliteConnection::connect(&format!("sqlite://{}", app.db_path().display()))
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Holds SQLite's write lock from another connection, as a stuck writer would.
+pub async fn lock_database(app: &TestApp) -> SqliteConnection {
+    let mut conn = connect_database(app).await;
     conn.execute("BEGIN EXCLUSIVE").await.unwrap();
     conn
+}
+
+/// Spools deliveries: they are posted while the database is write-locked, then it is freed.
+pub async fn spool_deliveries(app: &TestApp, ids: &[&str]) {
+    let before = app.metric("replyd_spooled_total").await;
+    let mut lock = lock_database(app).await;
+    for id in ids {
+        let r = app.post_webhook(text_notification(id, "spooled")).await;
+        assert_eq!(r.status(), 200, "{id} acknowledged once spooled");
+    }
+    lock.execute("ROLLBACK").await.unwrap();
+    drop(lock);
+    assert_eq!(
+        app.metric("replyd_spooled_total").await - before,
+        ids.len() as f64
+    );
 }
 
 #[tokio::test]
@@ -150,4 +171,142 @@ async fn spool_replay_command_replays_after_the_server_stopped() {
         .unwrap();
     assert_eq!(store.summary().await.unwrap().inbound, 3);
     drop(dir);
+}
+
+#[tokio::test]
+async fn admin_route_replays_the_running_servers_spool() {
+    let app = spawn_app().await;
+    spool_deliveries(&app, &["wamid.API.1", "wamid.API.2", "wamid.API.3"]).await;
+    let url = format!("{}/api/v1/spool/replay", app.base);
+    let anonymous = app.client.post(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert!(app.metric("replyd_spool_pending_bytes").await > 0.0);
+
+    let (status, report) = app.admin_post("/spool/replay", None).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (
+            &report["records"],
+            &report["new_messages"],
+            &report["files"]
+        ),
+        (&3.into(), &3.into(), &1.into()),
+        "{report}"
+    );
+    assert_eq!(
+        (&report["dead_lettered"], &report["retained"]),
+        (&0.into(), &0.into())
+    );
+    for i in 1..=3 {
+        assert!(app.message(&format!("wamid.API.{i}")).await.is_some());
+    }
+    assert_eq!(app.metric("replyd_spool_pending_bytes").await, 0.0);
+    let (_, again) = app.admin_post("/spool/replay", None).await;
+    assert_eq!(again["records"], 0, "{again}");
+}
+
+#[tokio::test]
+async fn the_admin_replay_answers_503_and_keeps_the_spool_while_the_store_takes_no_writes() {
+    let app = spawn_app().await;
+    spool_deliveries(&app, &["wamid.DOWN.1", "wamid.DOWN.2"]).await;
+    let pending = app.metric("replyd_spool_pending_bytes").await;
+    let mut lock = lock_database(&app).await;
+    let (status, body) = app.admin_post("/spool/replay", None).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(app.metric("replyd_spool_pending_bytes").await, pending);
+    lock.execute("ROLLBACK").await.unwrap();
+    drop(lock);
+    let (status, report) = app.admin_post("/spool/replay", None).await;
+    assert_eq!(
+        (status, &report["new_messages"]),
+        (200, &2.into()),
+        "{report}"
+    );
+}
+
+/// A record the store refuses (a schema bug, say; here a trigger) while it takes the others:
+/// the records after it are stored, and it is kept — in the spool while not even its dead
+/// letter can be written, then as a dead letter with its bytes, which replays once fixed.
+#[tokio::test]
+async fn a_refused_record_does_not_block_the_ones_after_it_and_is_not_lost() {
+    let app = spawn_app().await;
+    spool_deliveries(
+        &app,
+        &["wamid.R.1", "wamid.POISON", "wamid.R.2", "wamid.R.3"],
+    )
+    .await;
+    let mut db = connect_database(&app).await;
+    db.execute(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON inbound_messages
+         WHEN NEW.message_id = 'wamid.POISON'
+         BEGIN SELECT RAISE(ABORT, 'poisoned by the test'); END",
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "CREATE TRIGGER refuse_its_letter BEFORE INSERT ON dead_letters
+         WHEN instr(CAST(NEW.raw AS TEXT), 'wamid.POISON') > 0
+         BEGIN SELECT RAISE(ABORT, 'no dead letter either'); END",
+    )
+    .await
+    .unwrap();
+
+    let (status, report) = app.admin_post("/spool/replay", None).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (
+            &report["new_messages"],
+            &report["retained"],
+            &report["dead_lettered"]
+        ),
+        (&3.into(), &1.into(), &0.into()),
+        "{report}"
+    );
+    for id in ["wamid.R.1", "wamid.R.2", "wamid.R.3"] {
+        assert!(
+            app.message(id).await.is_some(),
+            "{id} after the refused one"
+        );
+    }
+    assert!(app.message("wamid.POISON").await.is_none());
+    assert!(
+        app.metric("replyd_spool_pending_bytes").await > 0.0,
+        "the refused record is still spooled"
+    );
+
+    db.execute("DROP TRIGGER refuse_its_letter").await.unwrap();
+    let (_, report) = app.admin_post("/spool/replay", None).await;
+    assert_eq!(
+        (
+            &report["records"],
+            &report["retained"],
+            &report["dead_lettered"]
+        ),
+        (&0.into(), &0.into(), &1.into()),
+        "{report}"
+    );
+    assert_eq!(app.metric("replyd_spool_pending_bytes").await, 0.0);
+    let letter = app
+        .dead_letters()
+        .await
+        .into_iter()
+        .find(|l| l["error"] == "store_refused")
+        .expect("a store_refused dead letter");
+    let id = letter["id"].as_i64().unwrap();
+    let kept = app.store.dead_letter(id).await.unwrap().unwrap();
+    assert!(
+        kept.raw.unwrap().contains("wamid.POISON"),
+        "its bytes are kept"
+    );
+    assert!(kept.detail.unwrap().contains("poisoned by the test"));
+
+    db.execute("DROP TRIGGER refuse_poison").await.unwrap();
+    let (status, body) = app
+        .admin_post(&format!("/dead-letters/{id}/replay"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        app.message("wamid.POISON").await.is_some(),
+        "replayed once fixed"
+    );
 }
