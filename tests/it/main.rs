@@ -1,6 +1,7 @@
 //! The one integration test binary: the real server over HTTP, the store conformance suite,
 //! the spool, and property tests.
 
+mod auth;
 mod conformance;
 mod fixtures;
 mod helpers;
