@@ -5,6 +5,7 @@ mod auth;
 mod conformance;
 mod fixtures;
 mod helpers;
+mod hostile;
 mod ingest;
 mod interleaving;
 mod keywords;
