@@ -12,5 +12,6 @@ mod keywords;
 mod operators;
 mod properties;
 mod replies;
+mod sigterm;
 mod spool;
 mod sweep;
