@@ -135,12 +135,11 @@ pub fn escape_unicode(body: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Size of the stack buffer that gathers escapes and short runs between two `sink` calls.
-const CHUNK: usize = 512;
+const CHUNK: usize = 2048;
 
 /// Writes the escaped form of `text` to `sink` in pieces: long ASCII runs straight from `text`,
 /// escapes and short runs gathered in a stack buffer, so a MAC sees few, large updates.
 fn write_escaped(text: &str, mut sink: impl FnMut(&[u8])) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = text.as_bytes();
     let mut buf = [0u8; CHUNK];
     let mut len = 0;
@@ -163,34 +162,63 @@ fn write_escaped(text: &str, mut sink: impl FnMut(&[u8])) {
                 buf[len..len + run].copy_from_slice(piece);
                 len += run;
             }
-            continue;
         }
-        let ch = text[at..]
-            .chars()
-            .next()
-            .expect("`at` stays on a character boundary inside `text`");
-        at += ch.len_utf8();
-        let mut units = [0u16; 2];
-        for unit in ch.encode_utf16(&mut units) {
-            if len + 6 > CHUNK {
+        // A run of escaped characters, decoded by hand: `text` is UTF-8, so every lead byte
+        // is followed by its continuation bytes.
+        while at < bytes.len() && needs_escape(bytes[at]) {
+            if len + 12 > CHUNK {
                 sink(&buf[..len]);
                 len = 0;
             }
-            let u = *unit as usize;
-            buf[len..len + 6].copy_from_slice(&[
-                b'\\',
-                b'u',
-                HEX[u >> 12],
-                HEX[(u >> 8) & 0xf],
-                HEX[(u >> 4) & 0xf],
-                HEX[u & 0xf],
-            ]);
-            len += 6;
+            let lead = bytes[at] as u32;
+            let (code, width) = match lead {
+                0x7f => (lead, 1),
+                0xc0..=0xdf => (((lead & 0x1f) << 6) | cont(bytes[at + 1]), 2),
+                0xe0..=0xef => (
+                    ((lead & 0x0f) << 12) | (cont(bytes[at + 1]) << 6) | cont(bytes[at + 2]),
+                    3,
+                ),
+                _ => (
+                    ((lead & 0x07) << 18)
+                        | (cont(bytes[at + 1]) << 12)
+                        | (cont(bytes[at + 2]) << 6)
+                        | cont(bytes[at + 3]),
+                    4,
+                ),
+            };
+            at += width;
+            if code < 0x1_0000 {
+                put_unit(&mut buf[len..len + 6], code);
+                len += 6;
+            } else {
+                let above = code - 0x1_0000;
+                put_unit(&mut buf[len..len + 6], 0xd800 | (above >> 10));
+                put_unit(&mut buf[len + 6..len + 12], 0xdc00 | (above & 0x3ff));
+                len += 12;
+            }
         }
     }
     if len > 0 {
         sink(&buf[..len]);
     }
+}
+
+/// The payload bits of a UTF-8 continuation byte.
+fn cont(byte: u8) -> u32 {
+    u32::from(byte & 0x3f)
+}
+
+/// `\uXXXX` for one UTF-16 unit, lowercase hex.
+fn put_unit(out: &mut [u8], unit: u32) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.copy_from_slice(&[
+        b'\\',
+        b'u',
+        HEX[(unit >> 12) as usize & 0xf],
+        HEX[(unit >> 8) as usize & 0xf],
+        HEX[(unit >> 4) as usize & 0xf],
+        HEX[unit as usize & 0xf],
+    ]);
 }
 
 #[cfg(test)]
