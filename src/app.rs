@@ -172,6 +172,8 @@ impl App {
             writer_task,
             worker,
         } = self;
+        let serve_settings =
+            http::serve::ServeSettings::from_config(&state.config).context("HTTP limits")?;
         let maintenance_every = maintenance_interval(&state.config);
         let maintenance = tokio::spawn(
             worker
@@ -199,8 +201,7 @@ impl App {
         let sweeps = tokio::spawn(sweeper.run(state.config.sweep_interval, shutdown.clone()));
         tracing::info!(address = %listener.local_addr()?, "replyd listening");
         let router = http::router(state);
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        http::serve::serve(listener, router, serve_settings, shutdown.clone())
             .await
             .context("serving HTTP")?;
         shutdown.cancel();

@@ -42,6 +42,21 @@ pub struct Config {
     pub sweep_grace: Duration,
     /// Largest webhook body accepted (Meta sends up to 3 MB); larger ones get 413.
     pub max_body_bytes: usize,
+    /// A connection must deliver a request's headers within this long (also how long an idle
+    /// keep-alive connection stays open); then it is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A request's body must be received completely within this long of its headers (408).
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// Open connections at most; beyond it new connections wait in the listen backlog.
+    pub max_connections: usize,
+    /// Requests handled at once at most; beyond it 503 with `Retry-After`.
+    pub max_in_flight: usize,
+    /// On shutdown: stop accepting, let in-flight requests finish for up to this long, then
+    /// close the connections still open.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_deadline: Duration,
     /// Where authentic payloads go when the store cannot take them.
     pub spool_dir: PathBuf,
     /// How often the spool is replayed into the store when it holds anything.
@@ -134,6 +149,11 @@ impl Default for Config {
             sweep_interval: Duration::from_secs(5 * 60),
             sweep_grace: Duration::from_secs(2 * 60),
             max_body_bytes: 4 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            max_in_flight: 512,
+            shutdown_deadline: Duration::from_secs(30),
             spool_dir: PathBuf::from("./replyd-data/spool"),
             spool_replay_interval: Duration::from_secs(10),
             store_busy_timeout: Duration::from_secs(2),
@@ -232,12 +252,19 @@ mod tests {
             jail.set_env("REPLYD_APP_SECRET", "0123");
             jail.set_env("REPLYD_MAX_BODY_BYTES", "1000");
             jail.set_env("REPLYD_SWEEP_GRACE", "1h");
+            jail.set_env("REPLYD_HEADER_READ_TIMEOUT", "250ms");
+            jail.set_env("REPLYD_MAX_IN_FLIGHT", "7");
             let c = Config::load(Some(Path::new("custom.toml"))).expect("loads");
             assert_eq!(c.listen.port(), 9000);
             assert_eq!(c.sweep_interval, Duration::from_secs(90));
             assert_eq!(c.sweep_grace, Duration::from_secs(3600));
             assert_eq!(c.app_secret.expose(), "0123", "secrets stay strings");
             assert_eq!(c.max_body_bytes, 1000);
+            assert_eq!(c.header_read_timeout, Duration::from_millis(250));
+            assert_eq!(c.max_in_flight, 7);
+            assert_eq!(c.body_read_timeout, Duration::from_secs(30));
+            assert_eq!(c.max_connections, 1024);
+            assert_eq!(c.shutdown_deadline, Duration::from_secs(30));
             assert!(c.sandbox());
             Ok(())
         });

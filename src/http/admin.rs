@@ -16,7 +16,8 @@ use crate::domain::{ConversationMode, OperatorNote, PhoneNumberId, WaId};
 use crate::ingest::DeadLetterReplay;
 use crate::store::{DeadLetter, DeadLetterAction, MessageRecord, Summary};
 
-/// Refuses any request without `Authorization: Bearer <admin token>`.
+/// Refuses any request without `Authorization: Bearer <admin token>`. With no admin token
+/// configured nothing matches, an empty presented token included.
 pub async fn require_admin(
     State(state): State<AppState>,
     request: Request,
@@ -25,11 +26,23 @@ pub async fn require_admin(
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        .and_then(|v| bearer_token(v.as_bytes()));
     match presented {
         Some(token) if state.config.admin_token.matches(token) => Ok(next.run(request).await),
         _ => Err(ApiError::Unauthorized),
     }
+}
+
+/// The token of a `Bearer` credential. The scheme is case-insensitive (RFC 7235 §2.1), one or
+/// more spaces separate it from the token; an empty token is no token.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let space = value.iter().position(|b| *b == b' ')?;
+    let (scheme, rest) = value.split_at(space);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    let token = rest.trim_ascii();
+    (!token.is_empty()).then_some(token)
 }
 
 /// `GET /api/v1/messages/{message_id}`
@@ -232,4 +245,19 @@ fn parse_conversation(phone_number_id: &str, wa_id: &str) -> Result<(String, Str
         PhoneNumberId::parse(phone_number_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let wa = WaId::parse(wa_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     Ok((phone.to_string(), wa.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_matched_case_insensitively() {
+        for value in ["Bearer tok", "bearer tok", "BEARER tok", "bEaReR   tok "] {
+            assert_eq!(bearer_token(value.as_bytes()), Some(&b"tok"[..]), "{value}");
+        }
+        for value in ["Basic tok", "Bearertok", "Bearer ", "Bearer", "", "tok"] {
+            assert_eq!(bearer_token(value.as_bytes()), None, "{value:?}");
+        }
+    }
 }

@@ -4,7 +4,9 @@ pub mod admin;
 pub mod conversations;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod openapi;
+pub mod serve;
 pub mod spool;
 pub mod sweep;
 pub mod webhook;
@@ -74,11 +76,22 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/webhook/wasender", post(webhook::receive_wasender))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+    let limits = limits::Limits::new(state.config.max_in_flight, state.config.body_read_timeout);
+    // Liveness and metrics stay outside the in-flight bound: an overloaded server must still be
+    // seen as alive and be observable.
     Router::new()
         .merge(webhooks)
         .nest("/api/v1", admin)
-        .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .layer(middleware::from_fn_with_state(
+            limits.clone(),
+            limits::body_deadline,
+        ))
+        .layer(middleware::from_fn_with_state(
+            limits,
+            limits::limit_in_flight,
+        ))
+        .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
         .with_state(state)
 }

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequest, Query, Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
@@ -35,35 +35,39 @@ pub async fn verify_handshake(
 }
 
 /// `POST /webhook`: Cloud API notifications, `X-Hub-Signature-256` over the raw body.
-pub async fn receive_cloud(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+///
+/// The header (and a configured secret) is checked before the body is read: a request that
+/// cannot be authentic is refused without costing its body.
+pub async fn receive_cloud(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
-    let body = match read_body(&state, body) {
+    let secret = state.config.app_secret.expose().as_bytes();
+    let presented = request
+        .headers()
+        .get(signature::HEADER)
+        .map(|v| v.as_bytes());
+    let expected = match signature::Expected::from_header(secret, presented) {
+        Ok(expected) => expected,
+        Err(e) => return refuse_signature(&state, e, 0),
+    };
+    let body = match read_body(&state, request).await {
         Ok(body) => body,
         Err(refusal) => return refusal.into_response(),
     };
-    let presented = headers.get(signature::HEADER).map(|v| v.as_bytes());
-    if let Err(e) = signature::verify(
-        state.config.app_secret.expose().as_bytes(),
-        presented,
-        &body,
-    ) {
-        state.metrics.reject(e.reason());
-        tracing::debug!(reason = e.reason(), bytes = body.len(), "webhook refused");
-        return (StatusCode::UNAUTHORIZED, e.to_string()).into_response();
+    if let Err(e) = expected.verify(secret, &body) {
+        return refuse_signature(&state, e, body.len());
     }
     accept(&state, Provider::Cloud, body, started).await
 }
 
-/// `POST /webhook/wasender`: gateway events, authenticated by the shared secret header.
-pub async fn receive_wasender(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+fn refuse_signature(state: &AppState, e: signature::SignatureError, bytes: usize) -> Response {
+    state.metrics.reject(e.reason());
+    tracing::debug!(reason = e.reason(), bytes, "webhook refused");
+    (StatusCode::UNAUTHORIZED, e.to_string()).into_response()
+}
+
+/// `POST /webhook/wasender`: gateway events, authenticated by the shared secret header
+/// (checked before the body is read).
+pub async fn receive_wasender(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
     if state.config.wasender_secret.expose().is_empty() {
         return (
@@ -72,11 +76,10 @@ pub async fn receive_wasender(
         )
             .into_response();
     }
-    let body = match read_body(&state, body) {
-        Ok(body) => body,
-        Err(refusal) => return refusal.into_response(),
-    };
-    let presented = headers.get(wasender::SECRET_HEADER).map(|v| v.as_bytes());
+    let presented = request
+        .headers()
+        .get(wasender::SECRET_HEADER)
+        .map(|v| v.as_bytes());
     if !presented.is_some_and(|p| state.config.wasender_secret.matches(p)) {
         state.metrics.reject(if presented.is_some() {
             "signature_mismatch"
@@ -89,22 +92,25 @@ pub async fn receive_wasender(
         )
             .into_response();
     }
+    let body = match read_body(&state, request).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal.into_response(),
+    };
     accept(&state, Provider::Wasender, body, started).await
 }
 
 /// A body over the size limit is refused with 413 before anything is read into the store.
-fn read_body(
-    state: &AppState,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Bytes, BytesRejection> {
-    body.inspect_err(|rejection| {
-        let reason = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            "body_too_large"
-        } else {
-            "body_unreadable"
-        };
-        state.metrics.reject(reason);
-    })
+async fn read_body(state: &AppState, request: Request) -> Result<Bytes, BytesRejection> {
+    Bytes::from_request(request, state)
+        .await
+        .inspect_err(|rejection| {
+            let reason = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "body_too_large"
+            } else {
+                "body_unreadable"
+            };
+            state.metrics.reject(reason);
+        })
 }
 
 async fn accept(state: &AppState, provider: Provider, body: Bytes, started: Instant) -> Response {

@@ -2,18 +2,21 @@
 //! the spool, and property tests.
 
 mod ambiguous;
+mod auth;
 mod checks;
 mod conformance;
 mod conformance_ambiguous;
 mod fixtures;
 mod hardening;
 mod helpers;
+mod hostile;
 mod ingest;
 mod interleaving;
 mod keywords;
 mod operators;
 mod properties;
 mod replies;
+mod sigterm;
 mod spool;
 mod spool_owner;
 mod sweep;
