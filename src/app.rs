@@ -7,9 +7,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use std::time::Duration;
 
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinError, JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -175,45 +177,107 @@ impl App {
         let serve_settings =
             http::serve::ServeSettings::from_config(&state.config).context("HTTP limits")?;
         let maintenance_every = maintenance_interval(&state.config);
-        let maintenance = tokio::spawn(
+        // The loops that must keep running. Each returns only once `shutdown` fires; one that
+        // ends earlier (a panic) takes the process down, non-zero, for its supervisor to
+        // restart, instead of leaving it up without workers, sweep or spool replay.
+        let mut loops: JoinSet<&'static str> = JoinSet::new();
+        let looping = |name: &'static str, task: BoxFuture<'static, ()>| async move {
+            task.await;
+            name
+        };
+        loops.spawn(looping(
+            "worker maintenance",
             worker
                 .clone()
-                .run_maintenance(maintenance_every, shutdown.clone()),
-        );
-        let drain = state.config.job_lease.min(Duration::from_secs(10));
-        let workers = if state.config.worker_enabled {
-            tokio::spawn(worker.run(shutdown.clone(), drain))
-        } else {
-            tokio::spawn(async {})
-        };
-        let replayer = tokio::spawn(
+                .run_maintenance(maintenance_every, shutdown.clone())
+                .boxed(),
+        ));
+        if state.config.worker_enabled {
+            let drain = state.config.job_lease.min(Duration::from_secs(10));
+            loops.spawn(looping(
+                "reply workers",
+                worker.run(shutdown.clone(), drain).boxed(),
+            ));
+        }
+        loops.spawn(looping(
+            "spool replayer",
             state
                 .ingestor
                 .clone()
-                .run_spool_replayer(state.config.spool_replay_interval, shutdown.clone()),
-        );
+                .run_spool_replayer(state.config.spool_replay_interval, shutdown.clone())
+                .boxed(),
+        ));
         let sweeper = Sweeper::new(
             state.store.clone(),
             state.clock.clone(),
             SweepSettings::from_config(&state.config),
             state.jobs_ready.clone(),
         );
-        let sweeps = tokio::spawn(sweeper.run(state.config.sweep_interval, shutdown.clone()));
+        loops.spawn(looping(
+            "reconcile sweep",
+            sweeper
+                .run(state.config.sweep_interval, shutdown.clone())
+                .boxed(),
+        ));
         tracing::info!(address = %listener.local_addr()?, "replyd listening");
         let router = http::router(state);
-        http::serve::serve(listener, router, serve_settings, shutdown.clone())
-            .await
-            .context("serving HTTP")?;
+        let serving = http::serve::serve(listener, router, serve_settings, shutdown.clone());
+        let (served, died) = serve_while_loops_run(serving, &mut loops, &shutdown).await;
+        let served = served.context("serving HTTP");
         shutdown.cancel();
-        replayer.await.ok();
-        workers.await.ok();
-        maintenance.await.ok();
-        sweeps.await.ok();
+        while let Some(ended) = loops.join_next().await {
+            if let Err(e) = ended {
+                tracing::error!(error = %e, "a background task failed while stopping");
+            }
+        }
         // The router (and with it every writer handle) is gone: the writer drains and stops.
         writer_task.await.ok();
+        served?;
+        if let Some(error) = died {
+            return Err(error);
+        }
         tracing::info!("replyd stopped");
         Ok(())
     }
+}
+
+/// Runs `serving` to its end. A loop that ends before `shutdown` fired (a panic, a return)
+/// fires it: the server stops the orderly way (in-flight requests finish) and the loop's end
+/// is returned as the error the process exits with.
+async fn serve_while_loops_run<F>(
+    serving: F,
+    loops: &mut JoinSet<&'static str>,
+    shutdown: &CancellationToken,
+) -> (F::Output, Option<anyhow::Error>)
+where
+    F: std::future::Future,
+{
+    tokio::pin!(serving);
+    let mut died = None;
+    let served = loop {
+        tokio::select! {
+            served = &mut serving => break served,
+            Some(ended) = loops.join_next() => {
+                // A loop that returned because shutdown fired is done, not dead.
+                if ended.is_err() || !shutdown.is_cancelled() {
+                    died.get_or_insert(loop_ended(ended));
+                    shutdown.cancel();
+                }
+            }
+        }
+    };
+    (served, died)
+}
+
+/// Why the process stops when a background loop ended before shutdown.
+fn loop_ended(ended: Result<&'static str, JoinError>) -> anyhow::Error {
+    let error = match ended {
+        Ok(name) => anyhow::anyhow!("the {name} stopped unexpectedly"),
+        Err(e) if e.is_panic() => anyhow::anyhow!("a background loop panicked: {e}"),
+        Err(e) => anyhow::anyhow!("a background loop was cancelled: {e}"),
+    };
+    tracing::error!(error = %error, "stopping: replyd cannot keep its promise without it");
+    error
 }
 
 /// Often enough to probe paused numbers and settle ambiguous sends on time, never busy.
@@ -241,5 +305,58 @@ fn announce(config: &Config) {
     }
     if config.sandbox() {
         tracing::warn!("SANDBOX: no REPLYD_ACCESS_TOKEN, replies will be recorded, not sent");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stands in for the HTTP server: serves until shutdown fires.
+    async fn server(shutdown: CancellationToken) -> &'static str {
+        shutdown.cancelled().await;
+        "served"
+    }
+
+    #[tokio::test]
+    async fn a_loop_that_panics_stops_the_server_and_is_the_error() {
+        let shutdown = CancellationToken::new();
+        let mut loops = JoinSet::new();
+        let token = shutdown.clone();
+        loops.spawn(async move {
+            token.cancelled().await;
+            "healthy loop"
+        });
+        loops.spawn(async {
+            tokio::task::yield_now().await;
+            panic!("boom");
+        });
+        let (served, died) =
+            serve_while_loops_run(server(shutdown.clone()), &mut loops, &shutdown).await;
+        assert_eq!(served, "served");
+        assert!(shutdown.is_cancelled());
+        assert!(died.unwrap().to_string().contains("panicked"));
+    }
+
+    #[tokio::test]
+    async fn a_loop_that_returns_early_is_an_error_but_not_after_shutdown() {
+        let shutdown = CancellationToken::new();
+        let mut loops = JoinSet::new();
+        loops.spawn(async { "spool replayer" });
+        let (_, died) =
+            serve_while_loops_run(server(shutdown.clone()), &mut loops, &shutdown).await;
+        assert!(died.unwrap().to_string().contains("spool replayer stopped"));
+
+        let shutdown = CancellationToken::new();
+        let mut loops = JoinSet::new();
+        let token = shutdown.clone();
+        loops.spawn(async move {
+            token.cancelled().await;
+            "reconcile sweep"
+        });
+        shutdown.cancel();
+        let (_, died) =
+            serve_while_loops_run(server(shutdown.clone()), &mut loops, &shutdown).await;
+        assert!(died.is_none(), "stopping on shutdown is not dying");
     }
 }
