@@ -10,6 +10,8 @@
 #   BENCH_ONLY_BARE=1      measure the bare baseline only (no replyd serve)
 #   BENCH_PORT=19100       first TCP port on 127.0.0.1; every server start takes the next one
 #   BENCH_KEEP=1           keep the work dir (server logs, databases, raw results)
+#   BENCH_BEFORE_BIN=      path of an earlier replyd build: measured as the side `before`, in
+#                          the same alternating rounds, to show a change's cost (or none)
 #   BENCH_WORKER=false     false: an ingest-only process (what this bench measures);
 #                          true: the all-in-one serve, its workers replying (sandbox) meanwhile
 #
@@ -33,6 +35,7 @@ scenarios=("A unique:0.0" "B 50% duplicates:0.5")
 
 cargo build --release --bin replyd --example bare_server >&2
 replyd_bin=$root/target/release/replyd
+before_bin=${BENCH_BEFORE_BIN:-}
 bare_bin=$root/target/release/examples/bare_server
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/replyd-bench.XXXXXX")
@@ -65,7 +68,8 @@ trap 'exit 130' INT TERM
 
 # start_server SIDE DIR PORT: starts the server in the background and sets server_pid.
 start_server() {
-    local side=$1 dir=$2 port=$3
+    local side=$1 dir=$2 port=$3 bin=$replyd_bin
+    [[ $side == before ]] && bin=$before_bin
     mkdir -p "$dir"
     if [[ $side == bare ]]; then
         "$bare_bin" "127.0.0.1:$port" >"$dir/server.log" 2>&1 &
@@ -76,7 +80,7 @@ start_server() {
             REPLYD_APP_SECRET="$secret" REPLYD_ADMIN_TOKEN="$admin_token" \
             REPLYD_SPOOL_DIR="$dir/spool" RUST_LOG=warn \
             REPLYD_WORKER_ENABLED="$worker" \
-            "$replyd_bin" serve) >"$dir/server.log" 2>&1 &
+            "$bin" serve) >"$dir/server.log" 2>&1 &
     fi
     server_pid=$!
     for _ in $(seq 300); do
@@ -110,7 +114,7 @@ measure() {
     summary=$("$replyd_bin" simulate "${args[@]}" 2>"$dir/simulate.log")
     local rss_kib stored=null
     rss_kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$server_pid/status")
-    if [[ $side == replyd ]]; then
+    if [[ $side != bare ]]; then
         stored=$(curl -fsS -m 5 -H "Authorization: Bearer $admin_token" \
             "http://127.0.0.1:$port/api/v1/summary" 2>/dev/null | tr -d '\n') || stored=null
     fi
@@ -121,6 +125,7 @@ measure() {
 }
 
 sides=(bare replyd)
+[[ -n $before_bin ]] && sides=(bare before replyd)
 [[ $only_bare == 1 ]] && sides=(bare)
 for entry in "${scenarios[@]}"; do
     scenario=${entry%%:*}
