@@ -18,6 +18,7 @@ conformance!(
         a_late_status_before_the_resend_settles_it_and_cancels_the_resend,
         the_operator_setting_leaves_every_ambiguous_send_to_an_operator,
         an_ambiguous_message_holds_back_its_conversation_only,
+        a_dead_lettered_send_confirmed_late_is_replied_when_replayed,
     ]
 );
 
@@ -233,6 +234,38 @@ async fn the_operator_setting_leaves_every_ambiguous_send_to_an_operator(store: 
     assert_eq!(x.reply.unwrap().resolved_by, Some(ResolvedBy::Operator));
     let letters = store.dead_letters(10).await.unwrap();
     assert!(letters.iter().any(|l| l.error == "ambiguous_send"));
+}
+
+/// The status of a send left to an operator arrives after its dead letter: the send happened.
+/// Replaying that dead letter records `replied` (once); it must not leave the message pending
+/// behind the `answered` gate, nor send it again.
+async fn a_dead_lettered_send_confirmed_late_is_replied_when_replayed(store: Store) {
+    let (x, x_ledger) = ambiguous_with_a_later_confirmed_send(&store).await;
+    store
+        .settle_ambiguous(QUIET_MS, NOW_MS + QUIET_MS, AmbiguousResolution::Operator)
+        .await
+        .unwrap();
+    post_status(&store, "wamid.x1", "sent", callback(x_ledger, 1)).await;
+    let letter = store
+        .dead_letters(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|l| l.error == "ambiguous_send")
+        .unwrap();
+    store
+        .replay_dead_letter(letter.id, NOW_MS + QUIET_MS + 1)
+        .await
+        .unwrap();
+    let replayed = store.message("x").await.unwrap().unwrap();
+    assert_eq!(replayed.outcome, Some(Outcome::Replied));
+    assert_eq!(replayed.reply.unwrap().state, LedgerState::Sent);
+    let later = NOW_MS + 10 * QUIET_MS;
+    let jobs = store.lease_jobs(later, 60_000, 10).await.unwrap();
+    assert!(
+        jobs.iter().all(|j| j.inbound_id != x.inbound_id),
+        "nothing left to do for x: {jobs:?}"
+    );
 }
 
 async fn an_ambiguous_message_holds_back_its_conversation_only(store: Store) {

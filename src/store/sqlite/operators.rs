@@ -141,6 +141,31 @@ impl SqliteStore {
             None => DeadLetterAction::NotFound,
             Some((_, state, _)) if state != "open" => DeadLetterAction::NotOpen,
             Some((kind, _, Some(inbound_id))) if kind == "message" => {
+                // A status that arrived after the dead letter proves the send went out
+                // (status_rank > 0: sent or beyond): the message was replied once, and that is
+                // its outcome; no job, no second send.
+                let confirmed: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM ledger WHERE inbound_id = ? AND status_rank > 0)",
+                )
+                .bind(inbound_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                if confirmed {
+                    sqlx::query(
+                        "UPDATE inbound_messages SET outcome = 'replied', outcome_reason = NULL, outcome_at_ms = ?
+                         WHERE id = ? AND outcome = 'dead'",
+                    )
+                    .bind(now_ms)
+                    .bind(inbound_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("UPDATE dead_letters SET state = 'replayed' WHERE id = ?")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    return Ok(DeadLetterAction::Replayed);
+                }
                 // Back to pending with a fresh job; the gates decide again (an opted-out contact
                 // stays silent). An ambiguous or refused ledger row may be claimed once more.
                 sqlx::query(
