@@ -159,36 +159,31 @@ impl SqliteStore {
                     .bind(inbound_id)
                     .execute(&mut *tx)
                     .await?;
-                    sqlx::query("UPDATE dead_letters SET state = 'replayed' WHERE id = ?")
-                        .bind(id)
+                } else {
+                    // Back to pending with a fresh job; the gates decide again (an opted-out contact
+                    // stays silent). An ambiguous or refused ledger row may be claimed once more.
+                    sqlx::query(
+                        "UPDATE inbound_messages SET outcome = NULL, outcome_reason = NULL, outcome_at_ms = NULL
+                         WHERE id = ? AND outcome = 'dead'",
+                    )
+                    .bind(inbound_id)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("UPDATE ledger SET state = 'unsent', updated_at_ms = ? WHERE inbound_id = ? AND state IN ('ambiguous', 'unsent')")
+                        .bind(now_ms)
+                        .bind(inbound_id)
                         .execute(&mut *tx)
                         .await?;
-                    tx.commit().await?;
-                    return Ok(DeadLetterAction::Replayed);
-                }
-                // Back to pending with a fresh job; the gates decide again (an opted-out contact
-                // stays silent). An ambiguous or refused ledger row may be claimed once more.
-                sqlx::query(
-                    "UPDATE inbound_messages SET outcome = NULL, outcome_reason = NULL, outcome_at_ms = NULL
-                     WHERE id = ? AND outcome = 'dead'",
-                )
-                .bind(inbound_id)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("UPDATE ledger SET state = 'unsent', updated_at_ms = ? WHERE inbound_id = ? AND state IN ('ambiguous', 'unsent')")
+                    sqlx::query(
+                        "INSERT INTO jobs (inbound_id, phone_number_id, wa_id, payload_ts, run_at_ms, created_at_ms)
+                         SELECT id, phone_number_id, wa_id, payload_ts, ?1, ?1 FROM inbound_messages WHERE id = ?2
+                         ON CONFLICT (inbound_id) DO NOTHING",
+                    )
                     .bind(now_ms)
                     .bind(inbound_id)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(
-                    "INSERT INTO jobs (inbound_id, phone_number_id, wa_id, payload_ts, run_at_ms, created_at_ms)
-                     SELECT id, phone_number_id, wa_id, payload_ts, ?1, ?1 FROM inbound_messages WHERE id = ?2
-                     ON CONFLICT (inbound_id) DO NOTHING",
-                )
-                .bind(now_ms)
-                .bind(inbound_id)
-                .execute(&mut *tx)
-                .await?;
+                }
                 sqlx::query("UPDATE dead_letters SET state = 'replayed' WHERE id = ?")
                     .bind(id)
                     .execute(&mut *tx)
