@@ -90,6 +90,13 @@ id_newtype!(
     128
 );
 
+id_newtype!(
+    /// A group chat's id (WASender `remoteJid` of a `…@g.us` chat, without the suffix).
+    GroupId,
+    "group id",
+    128
+);
+
 /// Free text an operator gives: who took a conversation over, why it was escalated. Shown in
 /// the console, the API and the CLI, so it is bounded and kept to one line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

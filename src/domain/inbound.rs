@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::ids::{MessageId, PhoneNumberId, Provider, WaId};
+use super::ids::{GroupId, MessageId, PhoneNumberId, Provider, WaId};
 
 /// Everything one webhook delivery carried. One POST can carry many of each.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -15,6 +15,8 @@ pub struct Notification {
     pub statuses: Vec<StatusUpdate>,
     pub contacts: Vec<ContactProfile>,
     pub platform_errors: Vec<PlatformError>,
+    /// Gateway session state changes (WASender `session.status`); the Cloud API has none.
+    pub session_events: Vec<SessionEvent>,
     /// Parts of an authentic payload that could not be parsed; each becomes a dead letter.
     pub rejected: Vec<RejectedItem>,
 }
@@ -25,6 +27,7 @@ impl Notification {
             && self.statuses.is_empty()
             && self.contacts.is_empty()
             && self.platform_errors.is_empty()
+            && self.session_events.is_empty()
             && self.rejected.is_empty()
     }
 }
@@ -35,7 +38,10 @@ pub struct InboundMessage {
     pub provider: Provider,
     pub id: MessageId,
     pub phone_number_id: PhoneNumberId,
+    /// The person who wrote it (in a group: the participant, never the group's id).
     pub from: WaId,
+    /// The group chat it was written in, if any (WASender `remoteJid` `…@g.us`).
+    pub group: Option<GroupId>,
     pub kind: MessageKind,
     /// The words a responder can act on: text body, caption, button or list title…
     pub text: Option<String>,
@@ -48,15 +54,19 @@ pub struct InboundMessage {
 impl InboundMessage {
     pub fn conversation(&self) -> ConversationKey {
         ConversationKey {
+            provider: self.provider,
             phone_number_id: self.phone_number_id.clone(),
             wa_id: self.from.clone(),
         }
     }
 }
 
-/// A conversation is one user talking to one business number.
+/// A conversation is one user talking to one business number (or gateway session) of one
+/// provider: a WASender session id and a Cloud API phone number id that happen to be equal
+/// name two different conversations.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConversationKey {
+    pub provider: Provider,
     pub phone_number_id: PhoneNumberId,
     pub wa_id: WaId,
 }
@@ -200,9 +210,66 @@ pub struct StatusUpdate {
     pub raw: String,
 }
 
+/// A gateway session's connection state, as its `session.status` event reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionState {
+    Connected,
+    Connecting,
+    Disconnected,
+    LoggedOut,
+    NeedScan,
+    Expired,
+}
+
+impl SessionState {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.to_ascii_uppercase().as_str() {
+            "CONNECTED" => Some(Self::Connected),
+            "CONNECTING" => Some(Self::Connecting),
+            "DISCONNECTED" => Some(Self::Disconnected),
+            "LOGGED_OUT" => Some(Self::LoggedOut),
+            "NEED_SCAN" => Some(Self::NeedScan),
+            "EXPIRED" => Some(Self::Expired),
+            _ => None,
+        }
+    }
+
+    /// Whether sends through the session can go out. Only `CONNECTED` resumes them; every state
+    /// that says the session is gone pauses them (the gateway would answer 503 meanwhile).
+    /// `CONNECTING` changes nothing: it is on its way to one or the other.
+    pub fn sends_allowed(self) -> Option<bool> {
+        match self {
+            Self::Connected => Some(true),
+            Self::Disconnected | Self::LoggedOut | Self::NeedScan | Self::Expired => Some(false),
+            Self::Connecting => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connected => "CONNECTED",
+            Self::Connecting => "CONNECTING",
+            Self::Disconnected => "DISCONNECTED",
+            Self::LoggedOut => "LOGGED_OUT",
+            Self::NeedScan => "NEED_SCAN",
+            Self::Expired => "EXPIRED",
+        }
+    }
+}
+
+/// One `session.status` event of a gateway session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionEvent {
+    pub session: PhoneNumberId,
+    pub state: SessionState,
+    /// Unix seconds of the event (envelope timestamp); later events win.
+    pub timestamp: i64,
+}
+
 /// A contact's display name as the payload gave it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ContactProfile {
+    pub provider: Provider,
     pub phone_number_id: PhoneNumberId,
     pub wa_id: WaId,
     pub name: Option<String>,

@@ -4,10 +4,10 @@ pub mod ambiguous;
 pub mod ids;
 pub mod inbound;
 
-pub use ids::{IdError, MessageId, OperatorNote, PhoneNumberId, Provider, WaId};
+pub use ids::{GroupId, IdError, MessageId, OperatorNote, PhoneNumberId, Provider, WaId};
 pub use inbound::{
     ContactProfile, ConversationKey, DeliveryStatus, InboundMessage, MessageKind, Notification,
-    PlatformError, RejectedItem, StatusUpdate,
+    PlatformError, RejectedItem, SessionEvent, SessionState, StatusUpdate,
 };
 pub mod outcome;
 

@@ -120,6 +120,7 @@ fn parse_change(change: &Value, out: &mut Notification) {
                 .and_then(Value::as_str)
                 .map(str::to_owned);
             out.contacts.push(ContactProfile {
+                provider: Provider::Cloud,
                 phone_number_id: phone_number_id.clone(),
                 wa_id,
                 name,
@@ -178,6 +179,7 @@ fn parse_message(
         id,
         phone_number_id: phone_number_id.clone(),
         from,
+        group: None,
         text: message_text(&kind, message),
         kind,
         timestamp,

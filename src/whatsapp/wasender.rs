@@ -140,6 +140,7 @@ fn parse_message(
         id: MessageId::parse(id).map_err(|e| e.to_string())?,
         phone_number_id: session.clone(),
         from,
+        group: None,
         kind: content.map_or(MessageKind::Text, kind_of),
         text,
         timestamp,

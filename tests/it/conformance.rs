@@ -72,6 +72,7 @@ pub(crate) fn msg(id: &str, from: &str, ts: i64) -> InboundMessage {
         id: MessageId::parse(id).unwrap(),
         phone_number_id: PhoneNumberId::parse("111").unwrap(),
         from: WaId::parse(from).unwrap(),
+        group: None,
         kind: MessageKind::Text,
         text: Some("hi".into()),
         timestamp: ts,
@@ -212,6 +213,7 @@ async fn window_anchor_never_moves_backwards(store: Store) {
     );
     let named = Notification {
         contacts: vec![ContactProfile {
+            provider: Provider::Cloud,
             phone_number_id: PhoneNumberId::parse("111").unwrap(),
             wa_id: WaId::parse("7").unwrap(),
             name: Some("Ana".into()),
