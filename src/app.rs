@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::domain::{GroupPolicy, Provider};
 use crate::http::{self, AppState};
 use crate::ingest::{GroupCommitWriter, Ingestor, Spool};
 use crate::metrics::Metrics;
@@ -71,9 +72,17 @@ impl Core {
             SpoolAccess::Own => Spool::open(&config.spool_dir)?,
             SpoolAccess::Leave => Spool::unowned(&config.spool_dir),
         };
+        let gateways = config.gateway_sessions()?;
         let options = StoreOptions {
             busy_timeout: config.store_busy_timeout,
             human_reply_takeover: config.human_reply_takeover,
+            group_policy: GroupPolicy::answering(
+                gateways
+                    .iter()
+                    .filter(|g| g.answer_groups)
+                    .map(|g| (Provider::Wasender, g.session_id.clone())),
+            ),
+            session_probe_interval: config.halt_probe_interval,
         };
         let store = Store::connect(&config.database_url, &options)
             .await
@@ -122,8 +131,8 @@ impl App {
             core.store.clone(),
             clock.clone(),
             core.metrics.clone(),
-            WorkerSettings::from_config(&config),
-            Sender::from_config(&config),
+            WorkerSettings::from_config(&config)?,
+            Sender::from_config(&config)?,
             responders,
             core.jobs_ready.clone(),
         )
@@ -132,7 +141,9 @@ impl App {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         announce(&config);
+        let gateways = http::Gateways::from_config(&config)?;
         let state = AppState {
+            gateways: Arc::new(gateways),
             config: Arc::new(config),
             store: core.store,
             ingestor: core.ingestor,
@@ -305,6 +316,14 @@ fn announce(config: &Config) {
     }
     if config.sandbox() {
         tracing::warn!("SANDBOX: no REPLYD_ACCESS_TOKEN, replies will be recorded, not sent");
+    }
+    for g in config.gateway_sessions().unwrap_or_default() {
+        if g.sandbox() {
+            tracing::warn!(session = %g.session_id, "SANDBOX: this WASender gateway has no api_key, its replies will be recorded, not sent");
+        }
+        if g.answer_groups {
+            tracing::info!(session = %g.session_id, "this WASender gateway answers in group chats");
+        }
     }
 }
 

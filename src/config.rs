@@ -34,8 +34,20 @@ pub struct Config {
     pub graph_base_url: String,
     /// Bearer token of the admin API and console. Unset = admin API refuses every call.
     pub admin_token: Secret,
-    /// Shared secret of the WASender-style gateway (`X-Webhook-Signature`). Unset = endpoint off.
+    /// One WASender gateway without a file (`REPLYD_WASENDER_SECRET`, `…_SESSION_ID`,
+    /// `…_API_KEY`): its webhook secret (`X-Webhook-Signature`). Unset, with no `[[gateways]]`:
+    /// the endpoint is off (404).
     pub wasender_secret: Secret,
+    /// The session id of that gateway: its events are attributed to it, its replies go out
+    /// through it. Required with `wasender_secret`.
+    pub wasender_session_id: Option<String>,
+    /// The session's API key for sends. Unset: that gateway's replies are recorded, not sent.
+    pub wasender_api_key: Secret,
+    /// Base URL of that gateway's API (sends go to `{base}/api/send-message`).
+    pub wasender_base_url: String,
+    /// Mark each inbound message read, with the typing indicator, before asking the responder
+    /// (Cloud API; per number `read_receipts` in `[[numbers]]` overrides it).
+    pub read_receipts: bool,
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
     #[serde(with = "humantime_serde")]
@@ -119,6 +131,52 @@ pub struct Config {
     pub responder: ResponderConfig,
     /// Business numbers with their own token, responder or rate.
     pub numbers: Vec<NumberConfig>,
+    /// WASender gateway sessions (`[[gateways]]`), each with its secret, API key and responder.
+    pub gateways: Vec<GatewayConfig>,
+}
+
+/// The public WASender API.
+pub const WASENDER_BASE_URL: &str = "https://www.wasenderapi.com";
+
+/// The kinds of gateway replyd speaks to.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayKind {
+    Wasender,
+}
+
+/// One gateway session (`[[gateways]]` in replyd.toml). Its events are recognised by the secret
+/// they carry and attributed to its session; its replies go back through it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub kind: GatewayKind,
+    pub session_id: String,
+    /// The `X-Webhook-Signature` value its webhooks carry. Required and non-empty.
+    pub webhook_secret: Secret,
+    /// Bearer key of the session's send API. Unset: its replies are recorded, not sent (sandbox).
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    #[serde(default = "default_wasender_base_url")]
+    pub base_url: String,
+    #[serde(default)]
+    pub send_rate_per_second: Option<u32>,
+    /// Answer messages written in group chats (default: no, recorded as `silent:group`).
+    #[serde(default)]
+    pub answer_groups: bool,
+    #[serde(default)]
+    pub responder: Option<ResponderConfig>,
+}
+
+fn default_wasender_base_url() -> String {
+    WASENDER_BASE_URL.to_owned()
+}
+
+impl GatewayConfig {
+    /// Whether replies through this gateway are recorded only (no API key).
+    pub fn sandbox(&self) -> bool {
+        self.api_key.as_ref().is_none_or(|k| k.expose().is_empty())
+    }
 }
 
 /// Settings of one business number (`[[numbers]]` in replyd.toml).
@@ -132,6 +190,9 @@ pub struct NumberConfig {
     pub responder: Option<ResponderConfig>,
     #[serde(default)]
     pub send_rate_per_second: Option<u32>,
+    /// Overrides the top-level `read_receipts` for this number.
+    #[serde(default)]
+    pub read_receipts: Option<bool>,
 }
 
 impl Default for Config {
@@ -146,6 +207,10 @@ impl Default for Config {
             graph_base_url: "https://graph.facebook.com/v25.0".into(),
             admin_token: Secret::default(),
             wasender_secret: Secret::default(),
+            wasender_session_id: None,
+            wasender_api_key: Secret::default(),
+            wasender_base_url: WASENDER_BASE_URL.into(),
+            read_receipts: true,
             sweep_interval: Duration::from_secs(5 * 60),
             sweep_grace: Duration::from_secs(2 * 60),
             max_body_bytes: 4 * 1024 * 1024,
@@ -178,13 +243,18 @@ impl Default for Config {
             operator_idle_release: Duration::from_secs(24 * 60 * 60),
             responder: ResponderConfig::default(),
             numbers: Vec::new(),
+            gateways: Vec::new(),
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(#[from] Box<figment::Error>);
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
 
 impl Config {
     /// Defaults, then `path` (or `./replyd.toml` when present), then `REPLYD_*` variables.
@@ -200,10 +270,83 @@ impl Config {
         // Environment values are taken as the raw strings they are (a token like `0123` or
         // `[x]` must not be parsed as a number or a list); `extract_lossy` turns them into
         // numbers or booleans only where a field asks for one.
-        figment
+        let config: Self = figment
             .merge(Serialized::defaults(env_overrides()))
             .extract_lossy()
-            .map_err(|e| ConfigError(Box::new(e)))
+            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        config.gateway_sessions()?;
+        Ok(config)
+    }
+
+    /// Every configured gateway: `[[gateways]]` plus the one the `REPLYD_WASENDER_*` variables
+    /// define. Fails closed: a gateway without a secret or a session id, or two gateways sharing a
+    /// secret or a session (an event must belong to exactly one), is a configuration error.
+    pub fn gateway_sessions(&self) -> Result<Vec<GatewayConfig>, ConfigError> {
+        let mut all = self.gateways.clone();
+        let env_session = self.wasender_session_id.as_deref().filter(|s| !s.is_empty());
+        match (self.wasender_secret.expose().is_empty(), env_session) {
+            (true, None) => {}
+            (false, Some(session)) => all.push(GatewayConfig {
+                kind: GatewayKind::Wasender,
+                session_id: session.to_owned(),
+                webhook_secret: self.wasender_secret.clone(),
+                api_key: Some(self.wasender_api_key.clone()),
+                base_url: self.wasender_base_url.clone(),
+                send_rate_per_second: None,
+                answer_groups: false,
+                responder: None,
+            }),
+            (false, None) => {
+                return Err(ConfigError::Invalid(
+                    "wasender_secret is set but wasender_session_id is not: set \
+                     REPLYD_WASENDER_SESSION_ID to the gateway session's id (its events are \
+                     attributed to that session, and its replies go out through it)"
+                        .into(),
+                ));
+            }
+            (true, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "wasender_session_id is set but wasender_secret is empty: set \
+                     REPLYD_WASENDER_SECRET to the session's webhook secret (an empty secret \
+                     authenticates nothing)"
+                        .into(),
+                ));
+            }
+        }
+        for (i, g) in all.iter().enumerate() {
+            if g.session_id.trim().is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "gateway #{}: session_id is empty; set it to the gateway session's id",
+                    i + 1
+                )));
+            }
+            crate::domain::PhoneNumberId::parse(g.session_id.clone()).map_err(|e| {
+                ConfigError::Invalid(format!("gateway `{}`: session_id: {e}", g.session_id))
+            })?;
+            if g.webhook_secret.expose().is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "gateway `{}`: webhook_secret is empty; an empty secret authenticates \
+                     nothing, set the secret the gateway sends in X-Webhook-Signature",
+                    g.session_id
+                )));
+            }
+            for other in &all[..i] {
+                if other.session_id == g.session_id {
+                    return Err(ConfigError::Invalid(format!(
+                        "gateway session `{}` is configured twice",
+                        g.session_id
+                    )));
+                }
+                if other.webhook_secret.expose() == g.webhook_secret.expose() {
+                    return Err(ConfigError::Invalid(format!(
+                        "gateways `{}` and `{}` share a webhook secret: an event must belong to \
+                         exactly one session, give each its own",
+                        other.session_id, g.session_id
+                    )));
+                }
+            }
+        }
+        Ok(all)
     }
 
     /// No access token anywhere: replies are recorded and shown, never sent.
@@ -214,6 +357,13 @@ impl Config {
                     .as_ref()
                     .is_none_or(|t| t.expose().is_empty())
             })
+    }
+
+    /// Whether a Cloud API number marks messages read before answering.
+    pub fn read_receipts_for(&self, phone_number_id: &str) -> bool {
+        self.number(phone_number_id)
+            .and_then(|n| n.read_receipts)
+            .unwrap_or(self.read_receipts)
     }
 
     /// The settings of a business number (its own, or the defaults).

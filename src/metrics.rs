@@ -39,6 +39,8 @@ pub struct Metrics {
     pub double_sends: Counter,
     /// Seconds from a message's arrival to its reply being accepted by the Cloud API.
     pub reply_latency: Histogram,
+    /// Read receipts (mark read with typing), by result (`marked`, `failed`).
+    pub read_receipts: Family<Labels, Counter>,
     /// Set at scrape time.
     pub queue_depth: Gauge,
     pub held_numbers: Gauge,
@@ -66,6 +68,7 @@ impl Metrics {
             ambiguous_resolved: Family::default(),
             double_sends: Counter::default(),
             reply_latency: Histogram::new(exponential_buckets(0.001, 2.0, 20)),
+            read_receipts: Family::default(),
             queue_depth: Gauge::default(),
             held_numbers: Gauge::default(),
             spool_pending_bytes: Gauge::default(),
@@ -156,6 +159,11 @@ impl Metrics {
             "reply_latency_seconds",
             "Message arrival to reply accepted",
             m.reply_latency.clone(),
+        );
+        registry.register(
+            "read_receipts",
+            "Messages marked read (with the typing indicator) before their reply, by result",
+            m.read_receipts.clone(),
         );
         registry.register(
             "held_numbers",

@@ -9,7 +9,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use clap::{Args, Subcommand};
 
 use crate::clock::Clock;
-use crate::domain::{ConversationMode, IdError, OperatorNote, PhoneNumberId, WaId};
+use crate::domain::{
+    ConversationKey, ConversationMode, IdError, OperatorNote, PhoneNumberId, Provider, WaId,
+};
 use crate::store::{ConversationSummary, Store, StoreError};
 
 /// `replyd conversation …`
@@ -59,15 +61,42 @@ pub enum ContactCommand {
     OptIn(Target),
 }
 
-/// A conversation: the business number and the user.
+/// A conversation: the provider, the business number (or gateway session) and the user.
 #[derive(Debug, Clone, Args)]
 pub struct Target {
-    /// The business phone number id.
+    /// The business phone number id (for `--provider wasender`: the gateway session id).
     #[arg(value_parser = parse_phone_number_id)]
     pub phone_number_id: PhoneNumberId,
     /// The user's WhatsApp id.
     #[arg(value_parser = parse_wa_id)]
     pub wa_id: WaId,
+    /// Which provider the conversation is on: cloud or wasender.
+    #[arg(long, default_value = "cloud", value_parser = parse_provider)]
+    pub provider: Provider,
+}
+
+impl Target {
+    pub fn key(&self) -> ConversationKey {
+        ConversationKey {
+            provider: self.provider,
+            phone_number_id: self.phone_number_id.clone(),
+            wa_id: self.wa_id.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.phone_number_id, self.wa_id)?;
+        if self.provider != Provider::Cloud {
+            write!(f, " ({})", self.provider)?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_provider(raw: &str) -> Result<Provider, String> {
+    Provider::parse(raw).ok_or_else(|| "expected cloud or wasender".to_owned())
 }
 
 fn parse_mode(raw: &str) -> Result<ConversationMode, String> {
@@ -109,17 +138,14 @@ pub async fn conversation(
     };
     store
         .set_conversation_mode(
-            target.phone_number_id.as_str(),
-            target.wa_id.as_str(),
+            &target.key(),
             mode,
             note.as_ref().map(OperatorNote::as_str),
             clock.now_ms(),
         )
         .await?;
     Ok(format!(
-        "conversation {}/{} is now in {} mode\n",
-        target.phone_number_id,
-        target.wa_id,
+        "conversation {target} is now in {} mode\n",
         mode.as_str()
     ))
 }
@@ -135,18 +161,10 @@ pub async fn contact(
         ContactCommand::OptIn(target) => (target, false),
     };
     store
-        .set_opted_out(
-            target.phone_number_id.as_str(),
-            target.wa_id.as_str(),
-            opted_out,
-            clock.now_ms(),
-        )
+        .set_opted_out(&target.key(), opted_out, clock.now_ms())
         .await?;
     let state = if opted_out { "opted out" } else { "opted in" };
-    Ok(format!(
-        "contact {}/{} is {state}\n",
-        target.phone_number_id, target.wa_id
-    ))
+    Ok(format!("contact {target} is {state}\n"))
 }
 
 /// The list as a table, one conversation per line, then the count.

@@ -1,10 +1,14 @@
 //! The silence gates: one pure decision, used by the live reply path and by the reconcile sweep.
 //!
 //! Evaluated in order; the first gate that holds decides `silent:<reason>`:
-//! opted_out → operator → escalated → answered → window_closed, then (sweep only)
+//! opted_out → operator → escalated → answered → window_closed → group, then (sweep only)
 //! in_flight → superseded. Opt-out and takeover are evaluated again inside the transaction that
 //! claims the reply, so an operator action landing between decision and send still wins.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::ids::Provider;
 use super::outcome::SilenceReason;
 
 /// The customer-service window: free-form replies are allowed this long after the user's last message.
@@ -97,6 +101,31 @@ pub struct GateSnapshot {
     pub ledger: Option<LedgerState>,
     /// Payload timestamp (unix s) of the contact's newest inbound message: the window anchor.
     pub last_inbound_ts: i64,
+    /// The message was written in a group chat and its gateway does not answer in groups.
+    pub unanswered_group: bool,
+}
+
+/// Which channels answer in group chats (a gateway's `answer_groups`); none by default. Turns a
+/// message's group into the `unanswered_group` gate input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupPolicy {
+    answering: Arc<HashSet<(Provider, String)>>,
+}
+
+impl GroupPolicy {
+    pub fn answering(channels: impl IntoIterator<Item = (Provider, String)>) -> Self {
+        Self {
+            answering: Arc::new(channels.into_iter().collect()),
+        }
+    }
+
+    /// Whether a message of this channel, written in a group (`in_group`), stays unanswered.
+    pub fn unanswered(&self, provider: Provider, channel_id: &str, in_group: bool) -> bool {
+        in_group
+            && !self
+                .answering
+                .contains(&(provider, channel_id.to_owned()))
+    }
 }
 
 /// Facts only the sweep knows.
@@ -133,6 +162,8 @@ pub fn evaluate(s: &GateSnapshot, now_ms: i64) -> Verdict {
         SilenceReason::Answered
     } else if now_ms >= window_closes_at_ms(s.last_inbound_ts) {
         SilenceReason::WindowClosed
+    } else if s.unanswered_group {
+        SilenceReason::Group
     } else {
         return Verdict::Proceed;
     };
@@ -161,6 +192,7 @@ mod tests {
             mode: ConversationMode::Bot,
             ledger: None,
             last_inbound_ts: NOW_MS / 1000 - 60,
+            unanswered_group: false,
         }
     }
 
@@ -172,6 +204,7 @@ mod tests {
             mode: ConversationMode::Operator,
             ledger: Some(LedgerState::Sent),
             last_inbound_ts: 0,
+            unanswered_group: true,
         };
         assert_eq!(
             evaluate(&all_closed, NOW_MS),
@@ -209,6 +242,16 @@ mod tests {
             evaluate(&s, NOW_MS),
             Verdict::Silent(SilenceReason::WindowClosed)
         );
+        let s = GateSnapshot {
+            last_inbound_ts: NOW_MS / 1000,
+            ..s
+        };
+        assert_eq!(evaluate(&s, NOW_MS), Verdict::Silent(SilenceReason::Group));
+        let s = GateSnapshot {
+            unanswered_group: false,
+            ..s
+        };
+        assert_eq!(evaluate(&s, NOW_MS), Verdict::Proceed);
     }
 
     #[test]
@@ -267,13 +310,17 @@ mod tests {
             ]),
             prop::option::of(prop::sample::select(LedgerState::ALL.to_vec())),
             0i64..4_000_000_000,
+            any::<bool>(),
         )
-            .prop_map(|(opted_out, mode, ledger, last_inbound_ts)| GateSnapshot {
-                opted_out,
-                mode,
-                ledger,
-                last_inbound_ts,
-            })
+            .prop_map(
+                |(opted_out, mode, ledger, last_inbound_ts, unanswered_group)| GateSnapshot {
+                    opted_out,
+                    mode,
+                    ledger,
+                    last_inbound_ts,
+                    unanswered_group,
+                },
+            )
     }
 
     proptest! {
@@ -286,6 +333,9 @@ mod tests {
             if held {
                 prop_assert_ne!(evaluate(&s, now), Verdict::Proceed);
                 prop_assert_ne!(evaluate_for_sweep(&s, facts, now), Verdict::Proceed);
+            }
+            if s.unanswered_group {
+                prop_assert_ne!(evaluate(&s, now), Verdict::Proceed, "a group its gateway does not answer is never answered");
             }
             if s.ledger.is_some_and(LedgerState::answers) {
                 prop_assert_ne!(evaluate(&s, now), Verdict::Proceed, "a message with a reply is never answered again");

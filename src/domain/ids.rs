@@ -136,7 +136,7 @@ impl fmt::Display for OperatorNote {
 }
 
 /// Where an inbound message came from. Dedup is per (provider, message id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Provider {
     Cloud,
@@ -163,6 +163,55 @@ impl Provider {
 impl fmt::Display for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// A sending identity: a Cloud API business number, or a WASender gateway session. Send holds,
+/// pacing and responders are per channel; the provider keeps equal ids of the two apart.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Channel {
+    pub provider: Provider,
+    pub id: PhoneNumberId,
+}
+
+impl Channel {
+    pub fn new(provider: Provider, id: PhoneNumberId) -> Self {
+        Self { provider, id }
+    }
+
+    pub fn cloud(id: PhoneNumberId) -> Self {
+        Self::new(Provider::Cloud, id)
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.provider, self.id)
+    }
+}
+
+/// Where a verified delivery came from: Meta's webhook, or a configured gateway session (whose
+/// events are attributed to it, never to a number made up from the payload).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Origin {
+    Cloud,
+    Wasender { session: PhoneNumberId },
+}
+
+impl Origin {
+    pub fn provider(&self) -> Provider {
+        match self {
+            Self::Cloud => Provider::Cloud,
+            Self::Wasender { .. } => Provider::Wasender,
+        }
+    }
+
+    /// The gateway session, for gateway deliveries.
+    pub fn session(&self) -> Option<&PhoneNumberId> {
+        match self {
+            Self::Cloud => None,
+            Self::Wasender { session } => Some(session),
+        }
     }
 }
 

@@ -4,7 +4,9 @@ pub mod ambiguous;
 pub mod ids;
 pub mod inbound;
 
-pub use ids::{GroupId, IdError, MessageId, OperatorNote, PhoneNumberId, Provider, WaId};
+pub use ids::{
+    Channel, GroupId, IdError, MessageId, OperatorNote, Origin, PhoneNumberId, Provider, WaId,
+};
 pub use inbound::{
     ContactProfile, ConversationKey, DeliveryStatus, InboundMessage, MessageKind, Notification,
     PlatformError, RejectedItem, SessionEvent, SessionState, StatusUpdate,
@@ -17,7 +19,7 @@ pub mod keywords;
 pub mod retry;
 
 pub use ambiguous::{AmbiguousResolution, ResolvedBy, SendRef};
-pub use gates::{ConversationMode, GateSnapshot, LedgerState, SweepFacts, Verdict};
+pub use gates::{ConversationMode, GateSnapshot, GroupPolicy, LedgerState, SweepFacts, Verdict};
 
 /// Callback data naming a ledger row but no attempt (`replyd:<id>`), as replyd wrote it before
 /// attempts were named: read as the row's current attempt. Sends name theirs ([`SendRef`]).

@@ -18,10 +18,12 @@ pub enum SilenceReason {
     InFlight,
     Superseded,
     NoReply,
+    /// Written in a group chat whose gateway does not answer in groups (`answer_groups = false`).
+    Group,
 }
 
 impl SilenceReason {
-    pub const ALL: [SilenceReason; 8] = [
+    pub const ALL: [SilenceReason; 9] = [
         Self::OptedOut,
         Self::Operator,
         Self::Escalated,
@@ -30,6 +32,7 @@ impl SilenceReason {
         Self::InFlight,
         Self::Superseded,
         Self::NoReply,
+        Self::Group,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +45,7 @@ impl SilenceReason {
             Self::InFlight => "in_flight",
             Self::Superseded => "superseded",
             Self::NoReply => "no_reply",
+            Self::Group => "group",
         }
     }
 

@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::domain::{ConversationMode, OperatorNote, PhoneNumberId, WaId};
+use crate::domain::{
+    ConversationKey, ConversationMode, OperatorNote, PhoneNumberId, Provider, WaId,
+};
 use crate::ingest::DeadLetterReplay;
 use crate::store::{DeadLetter, DeadLetterAction, MessageRecord, Summary};
 
@@ -182,10 +184,33 @@ pub struct OperatorBody {
     reason: Option<String>,
 }
 
+/// `?provider=cloud|wasender` on routes that name a conversation or contact (default `cloud`),
+/// so a gateway session id and a phone number id that happen to be equal never collide.
+#[derive(Debug, Default, Deserialize)]
+pub struct ProviderQuery {
+    provider: Option<String>,
+}
+
+impl ProviderQuery {
+    pub fn provider(&self) -> Result<Provider, ApiError> {
+        parse_provider(self.provider.as_deref())
+    }
+}
+
+pub fn parse_provider(raw: Option<&str>) -> Result<Provider, ApiError> {
+    match raw {
+        None => Ok(Provider::Cloud),
+        Some(raw) => Provider::parse(raw).ok_or_else(|| {
+            ApiError::BadRequest("provider must be one of cloud, wasender".into())
+        }),
+    }
+}
+
 /// `POST /api/v1/conversations/{phone_number_id}/{wa_id}/{takeover|release|escalate|resolve}`
 pub async fn conversation_action(
     State(state): State<AppState>,
     Path((phone_number_id, wa_id, action)): Path<(String, String, String)>,
+    Query(provider): Query<ProviderQuery>,
     body: Option<Json<OperatorBody>>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body.map(|Json(b)| b).unwrap_or_default();
@@ -198,20 +223,22 @@ pub async fn conversation_action(
         "release" | "resolve" => (ConversationMode::Bot, None),
         _ => return Err(ApiError::NotFound),
     };
-    let (phone, wa) = parse_conversation(&phone_number_id, &wa_id)?;
+    let key = parse_conversation(provider.provider()?, &phone_number_id, &wa_id)?;
     state
         .store
         .set_conversation_mode(
-            &phone,
-            &wa,
+            &key,
             mode,
             note.as_ref().map(OperatorNote::as_str),
             state.clock.now_ms(),
         )
         .await?;
-    Ok(Json(
-        json!({"phone_number_id": phone, "wa_id": wa, "mode": mode.as_str()}),
-    ))
+    Ok(Json(json!({
+        "provider": key.provider,
+        "phone_number_id": key.phone_number_id,
+        "wa_id": key.wa_id,
+        "mode": mode.as_str(),
+    })))
 }
 
 /// An operator's `by` or `reason`, or the default when none is given; 422 when out of bounds.
@@ -224,27 +251,37 @@ fn note(given: Option<String>, default: &str) -> Result<OperatorNote, ApiError> 
 pub async fn contact_consent(
     State(state): State<AppState>,
     Path((phone_number_id, wa_id, action)): Path<(String, String, String)>,
+    Query(provider): Query<ProviderQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let opted_out = match action.as_str() {
         "opt-out" => true,
         "opt-in" => false,
         _ => return Err(ApiError::NotFound),
     };
-    let (phone, wa) = parse_conversation(&phone_number_id, &wa_id)?;
+    let key = parse_conversation(provider.provider()?, &phone_number_id, &wa_id)?;
     state
         .store
-        .set_opted_out(&phone, &wa, opted_out, state.clock.now_ms())
+        .set_opted_out(&key, opted_out, state.clock.now_ms())
         .await?;
-    Ok(Json(
-        json!({"phone_number_id": phone, "wa_id": wa, "opted_out": opted_out}),
-    ))
+    Ok(Json(json!({
+        "provider": key.provider,
+        "phone_number_id": key.phone_number_id,
+        "wa_id": key.wa_id,
+        "opted_out": opted_out,
+    })))
 }
 
-fn parse_conversation(phone_number_id: &str, wa_id: &str) -> Result<(String, String), ApiError> {
-    let phone =
-        PhoneNumberId::parse(phone_number_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let wa = WaId::parse(wa_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    Ok((phone.to_string(), wa.to_string()))
+pub fn parse_conversation(
+    provider: Provider,
+    phone_number_id: &str,
+    wa_id: &str,
+) -> Result<ConversationKey, ApiError> {
+    Ok(ConversationKey {
+        provider,
+        phone_number_id: PhoneNumberId::parse(phone_number_id)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        wa_id: WaId::parse(wa_id).map_err(|e| ApiError::BadRequest(e.to_string()))?,
+    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::domain::{ConversationMode, PhoneNumberId, WaId};
+use super::admin::{parse_conversation, parse_provider};
+use crate::domain::ConversationMode;
 use crate::store::{ConversationDetail, ConversationSummary, DeliveryRecord, TimelineEntry};
 
 const LIST_DEFAULT: i64 = 100;
@@ -47,6 +48,7 @@ pub async fn list(
 #[derive(Debug, Default, Deserialize)]
 pub struct TimelineQuery {
     limit: Option<i64>,
+    provider: Option<String>,
 }
 
 /// `GET /api/v1/conversations/{phone_number_id}/{wa_id}[?limit=N]`: the conversation with its
@@ -56,13 +58,11 @@ pub async fn detail(
     Path((phone_number_id, wa_id)): Path<(String, String)>,
     Query(q): Query<TimelineQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let phone =
-        PhoneNumberId::parse(phone_number_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let wa = WaId::parse(wa_id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let key = parse_conversation(parse_provider(q.provider.as_deref())?, &phone_number_id, &wa_id)?;
     let limit = bounded(q.limit, TIMELINE_DEFAULT, TIMELINE_MAX)?;
     let detail = state
         .store
-        .conversation(&phone, &wa, limit)
+        .conversation(&key, limit)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(Json(detail_json(&detail)))
@@ -82,6 +82,7 @@ fn bounded(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> 
 /// The list item; also the head of the detail.
 pub fn summary_json(c: &ConversationSummary) -> Value {
     json!({
+        "provider": c.provider,
         "phone_number_id": c.phone_number_id,
         "wa_id": c.wa_id,
         "display_name": c.display_name,

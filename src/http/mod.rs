@@ -20,7 +20,9 @@ use axum::routing::{get, post};
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
+use crate::domain::PhoneNumberId;
+use crate::secret::Secret;
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -29,12 +31,52 @@ use crate::store::Store;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
+    /// The gateway sessions and the secrets that identify their events.
+    pub gateways: Arc<Gateways>,
     pub store: Store,
     pub ingestor: Ingestor,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
     /// Rung when an operator action makes reply jobs due (dead-letter replay).
     pub jobs_ready: Arc<Notify>,
+}
+
+/// The configured gateway sessions, each known by the webhook secret its events carry.
+#[derive(Debug, Default)]
+pub struct Gateways(Vec<(PhoneNumberId, Secret)>);
+
+impl Gateways {
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        config
+            .gateway_sessions()?
+            .into_iter()
+            .map(|g| {
+                let session = PhoneNumberId::parse(g.session_id.clone()).map_err(|e| {
+                    ConfigError::Invalid(format!("gateway `{}`: {e}", g.session_id))
+                })?;
+                Ok((session, g.webhook_secret))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The session whose secret was presented. Every secret is compared (each in constant
+    /// time), so the answer's timing does not tell which one, if any, matched; an empty secret
+    /// never matches.
+    pub fn by_secret(&self, presented: &[u8]) -> Option<&PhoneNumberId> {
+        self.0.iter().fold(None, |found, (session, secret)| {
+            let matched = secret.matches(presented);
+            found.or(matched.then_some(session))
+        })
+    }
+
+    pub fn is_configured(&self, session: &str) -> bool {
+        self.0.iter().any(|(s, _)| s.as_str() == session)
+    }
 }
 
 pub fn router(state: AppState) -> Router {

@@ -42,8 +42,16 @@ fn paths() -> Value {
     };
     let conversation = || {
         vec![
-            param("phone_number_id", "The business phone number id."),
+            param(
+                "phone_number_id",
+                "The business phone number id (with `provider=wasender`: the gateway session id).",
+            ),
             param("wa_id", "The user's WhatsApp id."),
+            json!({
+                "name": "provider", "in": "query",
+                "description": "Which provider the conversation is on; a gateway session id and a phone number id that happen to be equal name different conversations.",
+                "schema": {"type": "string", "enum": ["cloud", "wasender"], "default": "cloud"},
+            }),
         ]
     };
     let message_id = param("message_id", "Provider message id (wamid…).");

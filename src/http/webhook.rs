@@ -1,6 +1,9 @@
 //! Webhook routes: Meta's verification handshake, Cloud API notifications and the WASender
 //! gateway. Signature first (nothing is stored for a forged request), then the ingestor makes
 //! the delivery durable and only then is it acknowledged.
+//!
+//! A gateway event belongs to the session whose secret it carries; an event that names another
+//! session (`sessionId`) is refused, so one session can never write into another's rows.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -12,8 +15,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::domain::Provider;
-use crate::ingest::Acceptance;
+use crate::domain::Origin;
+use crate::ingest::{self, Acceptance};
+use crate::store::IngestUnit;
 use crate::whatsapp::{signature, wasender};
 
 /// `GET /webhook?hub.mode=subscribe&hub.verify_token=…&hub.challenge=…`
@@ -56,7 +60,8 @@ pub async fn receive_cloud(State(state): State<AppState>, request: Request) -> R
     if let Err(e) = expected.verify(secret, &body) {
         return refuse_signature(&state, e, body.len());
     }
-    accept(&state, Provider::Cloud, body, started).await
+    let unit = state.ingestor.parse(&Origin::Cloud, &body);
+    accept(&state, unit, body, started).await
 }
 
 fn refuse_signature(state: &AppState, e: signature::SignatureError, bytes: usize) -> Response {
@@ -66,13 +71,13 @@ fn refuse_signature(state: &AppState, e: signature::SignatureError, bytes: usize
 }
 
 /// `POST /webhook/wasender`: gateway events, authenticated by the shared secret header
-/// (checked before the body is read).
+/// (checked before the body is read), attributed to the session that secret belongs to.
 pub async fn receive_wasender(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
-    if state.config.wasender_secret.expose().is_empty() {
+    if state.gateways.is_empty() {
         return (
             StatusCode::NOT_FOUND,
-            "the WASender endpoint is not configured",
+            "no WASender gateway is configured ([[gateways]] or REPLYD_WASENDER_*)",
         )
             .into_response();
     }
@@ -80,7 +85,10 @@ pub async fn receive_wasender(State(state): State<AppState>, request: Request) -
         .headers()
         .get(wasender::SECRET_HEADER)
         .map(|v| v.as_bytes());
-    if !presented.is_some_and(|p| state.config.wasender_secret.matches(p)) {
+    let Some(session) = presented
+        .and_then(|p| state.gateways.by_secret(p))
+        .cloned()
+    else {
         state.metrics.reject(if presented.is_some() {
             "signature_mismatch"
         } else {
@@ -91,12 +99,36 @@ pub async fn receive_wasender(State(state): State<AppState>, request: Request) -
             "wrong or missing X-Webhook-Signature",
         )
             .into_response();
-    }
+    };
     let body = match read_body(&state, request).await {
         Ok(body) => body,
         Err(refusal) => return refusal.into_response(),
     };
-    accept(&state, Provider::Wasender, body, started).await
+    let parsed = wasender::parse_event(&body, &session);
+    if let Some(named) = parsed.as_ref().ok().and_then(|e| e.session_id.as_deref()) {
+        if named != session.as_str() {
+            let known = state.gateways.is_configured(named);
+            state.metrics.reject(if known {
+                "session_mismatch"
+            } else {
+                "unknown_session"
+            });
+            tracing::debug!(session = %session, "gateway event names another session; refused");
+            return (
+                StatusCode::UNAUTHORIZED,
+                "the event names a session its secret does not belong to",
+            )
+                .into_response();
+        }
+    }
+    let origin = Origin::Wasender { session };
+    let unit = ingest::unit_from(
+        origin,
+        parsed.map(|e| e.notification),
+        &body,
+        state.ingestor.keywords(),
+    );
+    accept(&state, unit, body, started).await
 }
 
 /// A body over the size limit is refused with 413 before anything is read into the store.
@@ -113,13 +145,13 @@ async fn read_body(state: &AppState, request: Request) -> Result<Bytes, BytesRej
         })
 }
 
-async fn accept(state: &AppState, provider: Provider, body: Bytes, started: Instant) -> Response {
+async fn accept(state: &AppState, unit: IngestUnit, body: Bytes, started: Instant) -> Response {
     state
         .metrics
         .webhooks
-        .get_or_create(&[("provider", provider.as_str())])
+        .get_or_create(&[("provider", unit.origin.provider().as_str())])
         .inc();
-    let response = match state.ingestor.accept(provider, body).await {
+    let response = match state.ingestor.accept_unit(unit, body).await {
         Ok(Acceptance::Stored(_) | Acceptance::Spooled) => StatusCode::OK.into_response(),
         Err(e) => {
             tracing::error!(error = %e, "webhook could not be made durable");

@@ -12,14 +12,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::domain::MessageKind;
-use crate::domain::Provider;
 use crate::domain::keywords::Keywords;
+use crate::domain::{MessageKind, Notification, Origin, PhoneNumberId, Provider};
 use crate::metrics::Metrics;
 use crate::store::{
     DeadLetterAction, IngestReport, IngestUnit, KeywordHit, Store, StoreError, UndecodablePayload,
 };
-use crate::whatsapp::{cloud, wasender};
+use crate::whatsapp::{PayloadError, cloud, wasender};
 pub use replay::{ReplayError, ReplayReport};
 pub use spool::{Spool, SpoolError};
 pub use writer::{GroupCommitWriter, WriteError};
@@ -60,13 +59,39 @@ pub struct Ingestor {
     replaying: Arc<tokio::sync::Mutex<()>>,
 }
 
+/// The origin a payload dead letter was received from. Gateway payloads kept before sessions
+/// were recorded carry none: they were stored under the session `wasender` then, and are
+/// replayed under it. Anything unreadable is `None`, never a guess.
+fn letter_origin(provider: &str, session: Option<&str>) -> Option<Origin> {
+    match (Provider::parse(provider)?, session) {
+        (Provider::Cloud, _) => Some(Origin::Cloud),
+        (Provider::Wasender, session) => Some(Origin::Wasender {
+            session: PhoneNumberId::parse(session.unwrap_or(LEGACY_GATEWAY_SESSION)).ok()?,
+        }),
+    }
+}
+
+/// The session gateway events were attributed to before gateways were configured by session.
+pub const LEGACY_GATEWAY_SESSION: &str = "wasender";
+
 /// Parses a verified body into what the store keeps. Never fails: an unparseable payload
 /// becomes a dead letter holding the raw bytes and the error.
-pub fn parse(provider: Provider, body: &[u8], keywords: &Keywords) -> IngestUnit {
-    let parsed = match provider {
-        Provider::Cloud => cloud::parse_notification(body),
-        Provider::Wasender => wasender::parse_event(body),
+pub fn parse(origin: &Origin, body: &[u8], keywords: &Keywords) -> IngestUnit {
+    let parsed = match origin {
+        Origin::Cloud => cloud::parse_notification(body),
+        Origin::Wasender { session } => wasender::parse_event(body, session).map(|e| e.notification),
     };
+    unit_from(origin.clone(), parsed, body, keywords)
+}
+
+/// What the store keeps of a verified body already parsed (the gateway route parses first, to
+/// check the session the event names).
+pub fn unit_from(
+    origin: Origin,
+    parsed: Result<Notification, PayloadError>,
+    body: &[u8],
+    keywords: &Keywords,
+) -> IngestUnit {
     let (notification, undecodable) = match parsed {
         Ok(n) => (n, None),
         Err(error) => (
@@ -85,7 +110,7 @@ pub fn parse(provider: Provider, body: &[u8], keywords: &Keywords) -> IngestUnit
     };
     let keyword_actions = keyword_hits(&notification, keywords);
     IngestUnit {
-        provider,
+        origin,
         notification,
         undecodable,
         keyword_actions,
@@ -144,13 +169,26 @@ impl Ingestor {
     }
 
     /// What a body would be stored as (with this ingestor's keywords).
-    pub fn parse(&self, provider: Provider, body: &[u8]) -> IngestUnit {
-        parse(provider, body, &self.keywords)
+    pub fn parse(&self, origin: &Origin, body: &[u8]) -> IngestUnit {
+        parse(origin, body, &self.keywords)
+    }
+
+    pub fn keywords(&self) -> &Keywords {
+        &self.keywords
     }
 
     /// Makes a verified delivery durable: committed to the store, or else fsync'd to the spool.
-    pub async fn accept(&self, provider: Provider, body: Bytes) -> Result<Acceptance, IngestError> {
-        let unit = self.parse(provider, &body);
+    pub async fn accept(&self, origin: &Origin, body: Bytes) -> Result<Acceptance, IngestError> {
+        self.accept_unit(self.parse(origin, &body), body).await
+    }
+
+    /// [`Ingestor::accept`] for a body already parsed into `unit`.
+    pub async fn accept_unit(
+        &self,
+        unit: IngestUnit,
+        body: Bytes,
+    ) -> Result<Acceptance, IngestError> {
+        let origin = unit.origin.clone();
         match tokio::time::timeout(self.commit_timeout, self.writer.write(unit)).await {
             Ok(Ok(report)) => {
                 self.count(&report);
@@ -161,9 +199,9 @@ impl Ingestor {
                     Ok(Err(e)) => e.to_string(),
                     _ => format!("no commit within {:?}", self.commit_timeout),
                 };
-                tracing::warn!(error = %why, provider = %provider, bytes = body.len(), "store unavailable, spooling");
+                tracing::warn!(error = %why, provider = %origin.provider(), bytes = body.len(), "store unavailable, spooling");
                 let spool = self.spool.clone();
-                tokio::task::spawn_blocking(move || spool.append(provider, &body))
+                tokio::task::spawn_blocking(move || spool.append(&origin, &body))
                     .await
                     .map_err(io::Error::other)
                     .and_then(|r| r)
@@ -192,16 +230,22 @@ impl Ingestor {
                 let Some(letter) = store.dead_letter(id).await? else {
                     return Ok(DeadLetterReplay::NotFound);
                 };
-                let provider = Provider::parse(&letter.provider).unwrap_or(Provider::Cloud);
+                let Some(origin) = letter_origin(&letter.provider, letter.session_id.as_deref())
+                else {
+                    return Ok(DeadLetterReplay::StillMalformed(format!(
+                        "dead letter {id} names an unreadable provider or session ({:?}, {:?})",
+                        letter.provider, letter.session_id
+                    )));
+                };
                 let raw = letter.raw.unwrap_or_default().into_bytes();
-                let unit = self.parse(provider, &raw);
+                let unit = self.parse(&origin, &raw);
                 if let Some(bad) = &unit.undecodable {
                     return Ok(DeadLetterReplay::StillMalformed(bad.error.to_string()));
                 }
                 if let Some(item) = unit.notification.rejected.first() {
                     return Ok(DeadLetterReplay::StillMalformed(item.error.clone()));
                 }
-                match self.accept(provider, raw.into()).await {
+                match self.accept_unit(unit, raw.into()).await {
                     Ok(_) => {
                         store.mark_dead_letter_replayed(id).await?;
                         Ok(DeadLetterReplay::PayloadIngested)

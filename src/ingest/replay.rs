@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::spool::{RecordReader, SpoolRecord};
 use super::{Ingestor, WriteError};
-use crate::domain::{Notification, Provider};
+use crate::domain::{Notification, Origin};
 use crate::store::{IngestReport, IngestUnit, UndecodablePayload};
 use crate::whatsapp::cloud::PayloadError;
 
@@ -122,7 +122,7 @@ impl Ingestor {
     ) -> Result<(), ReplayError> {
         let writes = chunk
             .iter()
-            .map(|r| self.writer.write(self.parse(r.provider, &r.body)));
+            .map(|r| self.writer.write(self.parse(&r.origin, &r.body)));
         let results = join_all(writes).await;
         let mut refused = Vec::new();
         for (record, result) in chunk.into_iter().zip(results) {
@@ -154,7 +154,7 @@ impl Ingestor {
     ) -> Result<Settled, ReplayError> {
         let error = match self
             .writer
-            .write(self.parse(record.provider, &record.body))
+            .write(self.parse(&record.origin, &record.body))
             .await
         {
             Ok(r) => {
@@ -164,8 +164,8 @@ impl Ingestor {
             Err(e) => e,
         };
         // The store or this record? A write of nothing still takes the write lock and commits.
-        self.writer.write(nothing(record.provider)).await?;
-        tracing::warn!(error = %error, provider = %record.provider, bytes = record.body.len(), "spool: the store refuses this record; keeping it as a dead letter");
+        self.writer.write(nothing(record.origin.clone())).await?;
+        tracing::warn!(error = %error, provider = %record.origin.provider(), bytes = record.body.len(), "spool: the store refuses this record; keeping it as a dead letter");
         let letter = refused(&record, &error);
         match self.writer.write(letter).await {
             Ok(r) => {
@@ -173,7 +173,7 @@ impl Ingestor {
                 Ok(Settled::DeadLettered)
             }
             Err(e) => {
-                tracing::warn!(error = %e, provider = %record.provider, "spool: the refused record cannot be dead-lettered either; retained for the next replay");
+                tracing::warn!(error = %e, provider = %record.origin.provider(), "spool: the refused record cannot be dead-lettered either; retained for the next replay");
                 Ok(Settled::Retained(record))
             }
         }
@@ -227,9 +227,9 @@ fn finish(spool: &super::Spool, path: &Path, retained: &[SpoolRecord]) -> io::Re
 }
 
 /// A unit with no rows: its write only proves the store takes writes.
-fn nothing(provider: Provider) -> IngestUnit {
+fn nothing(origin: Origin) -> IngestUnit {
     IngestUnit {
-        provider,
+        origin,
         notification: Notification::default(),
         undecodable: None,
         keyword_actions: Vec::new(),
@@ -244,6 +244,6 @@ fn refused(record: &SpoolRecord, error: &WriteError) -> IngestUnit {
             error: PayloadError::Refused(error.to_string()),
             raw: record.body.clone(),
         }),
-        ..nothing(record.provider)
+        ..nothing(record.origin.clone())
     }
 }

@@ -13,7 +13,7 @@
 //!   ([`ConversationDetail::complete`]).
 
 use super::{Store, StoreError};
-use crate::domain::{ConversationMode, DeliveryStatus, LedgerState, Outcome, PhoneNumberId, WaId};
+use crate::domain::{ConversationKey, ConversationMode, DeliveryStatus, LedgerState, Outcome, Provider};
 
 /// How many of the newest inbound rows (all conversations together) the timeline scans for
 /// messages that no index of their conversation reaches (silent or dead without a reply).
@@ -23,6 +23,7 @@ pub(crate) const RECENT_SCAN_ROWS: i64 = 10_000;
 /// One conversation as the list shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConversationSummary {
+    pub provider: Provider,
     pub phone_number_id: String,
     pub wa_id: String,
     pub display_name: Option<String>,
@@ -99,12 +100,11 @@ impl Store {
     /// One conversation with its newest `limit` messages; `None` when it is unknown.
     pub async fn conversation(
         &self,
-        phone_number_id: &PhoneNumberId,
-        wa_id: &WaId,
+        key: &ConversationKey,
         limit: i64,
     ) -> Result<Option<ConversationDetail>, StoreError> {
         match self {
-            Self::Sqlite(s) => s.conversation(phone_number_id, wa_id, limit).await,
+            Self::Sqlite(s) => s.conversation(key, limit).await,
         }
     }
 }

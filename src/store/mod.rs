@@ -4,7 +4,9 @@
 //! passes the same conformance suite (`tests/it/conformance.rs`). Invariants every backend keeps:
 //! - an inbound message is unique per (provider, message id), enforced by a unique key, and its
 //!   reply job is written in the same transaction as the message;
-//! - a status is unique per (message id, status);
+//! - a status is unique per (provider, message id, status); contacts, conversations, send holds
+//!   and ledger matches are keyed by provider too, so one provider's events never touch the
+//!   other's rows;
 //! - a contact's window anchor (`last_inbound_ts`) never moves backwards;
 //! - a dead letter is unique per content, so replaying a spool or a re-delivery adds nothing.
 
@@ -18,8 +20,8 @@ use serde::Serialize;
 
 use crate::domain::keywords::KeywordAction;
 use crate::domain::{
-    AmbiguousResolution, ConversationMode, GateSnapshot, LedgerState, Notification, Outcome,
-    Provider, ResolvedBy, SilenceReason,
+    AmbiguousResolution, Channel, ConversationKey, ConversationMode, GateSnapshot, GroupPolicy,
+    LedgerState, Notification, Origin, Outcome, Provider, ResolvedBy, SilenceReason,
 };
 use crate::secret::DatabaseUrl;
 use crate::whatsapp::PayloadError;
@@ -72,6 +74,10 @@ pub struct StoreOptions {
     pub busy_timeout: Duration,
     /// A status for an outbound message replyd did not send puts its conversation in operator mode.
     pub human_reply_takeover: bool,
+    /// Which channels answer in group chats: the `group` gate's input.
+    pub group_policy: GroupPolicy,
+    /// When a gateway session that reported itself gone is probed (its hold's first probe).
+    pub session_probe_interval: Duration,
 }
 
 impl Default for StoreOptions {
@@ -79,6 +85,8 @@ impl Default for StoreOptions {
         Self {
             busy_timeout: Duration::from_secs(2),
             human_reply_takeover: true,
+            group_policy: GroupPolicy::default(),
+            session_probe_interval: Duration::from_secs(60),
         }
     }
 }
@@ -86,7 +94,9 @@ impl Default for StoreOptions {
 /// What one webhook delivery asks the store to keep.
 #[derive(Debug, Clone)]
 pub struct IngestUnit {
-    pub provider: Provider,
+    /// The provider, and for a gateway its session (kept with a payload dead letter, so a
+    /// replay parses it under the same session).
+    pub origin: Origin,
     pub notification: Notification,
     /// Set when the whole authentic payload could not be parsed: kept as a dead letter.
     pub undecodable: Option<UndecodablePayload>,
@@ -179,6 +189,9 @@ pub struct DeadLetter {
     pub id: i64,
     pub kind: String,
     pub provider: String,
+    /// The gateway session a payload was received for (gateway payloads only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
     pub message_id: Option<String>,
     pub error: String,
     pub detail: Option<String>,
@@ -211,9 +224,37 @@ pub struct StoredMessage {
     pub message_id: String,
     pub phone_number_id: String,
     pub wa_id: String,
+    /// The group chat it was written in, if any.
+    pub group_id: Option<String>,
     pub kind: String,
     pub text: Option<String>,
     pub timestamp: i64,
+}
+
+impl StoredMessage {
+    /// The channel it came in on, which its reply goes out through. An id the edge would refuse
+    /// is a corrupt row: nothing is sent until it is corrected.
+    pub fn channel(&self) -> Result<Channel, StoreError> {
+        let id = crate::domain::PhoneNumberId::parse(self.phone_number_id.clone())
+            .map_err(|e| self.unreadable("phone_number_id", e))?;
+        Ok(Channel::new(self.provider, id))
+    }
+
+    pub fn conversation(&self) -> Result<ConversationKey, StoreError> {
+        Ok(ConversationKey {
+            provider: self.provider,
+            phone_number_id: self.channel()?.id,
+            wa_id: crate::domain::WaId::parse(self.wa_id.clone())
+                .map_err(|e| self.unreadable("wa_id", e))?,
+        })
+    }
+
+    fn unreadable(&self, column: &str, e: crate::domain::IdError) -> StoreError {
+        StoreError::Corrupt(format!(
+            "inbound message {}: unreadable {column}: {e}; correct the row (nothing is sent until then)",
+            self.inbound_id
+        ))
+    }
 }
 
 /// Everything the reply pipeline reads about one message, in one query.
@@ -250,7 +291,7 @@ pub enum Claim {
 /// A business number whose sends are paused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendHold {
-    pub phone_number_id: String,
+    pub channel: Channel,
     pub error_code: String,
     pub since_ms: i64,
     pub next_probe_ms: i64,
@@ -345,11 +386,10 @@ impl Store {
 
     pub async fn contact(
         &self,
-        phone_number_id: &str,
-        wa_id: &str,
+        key: &ConversationKey,
     ) -> Result<Option<ContactRecord>, StoreError> {
         match self {
-            Self::Sqlite(s) => s.contact(phone_number_id, wa_id).await,
+            Self::Sqlite(s) => s.contact(key).await,
         }
     }
 
@@ -397,16 +437,12 @@ impl Store {
     /// The conversation's latest answered exchanges before `inbound_id`, oldest first.
     pub async fn history(
         &self,
-        phone_number_id: &str,
-        wa_id: &str,
+        key: &ConversationKey,
         before_inbound_id: i64,
         limit: usize,
     ) -> Result<Vec<Exchange>, StoreError> {
         match self {
-            Self::Sqlite(s) => {
-                s.history(phone_number_id, wa_id, before_inbound_id, limit)
-                    .await
-            }
+            Self::Sqlite(s) => s.history(key, before_inbound_id, limit).await,
         }
     }
 
@@ -538,14 +574,14 @@ impl Store {
 
     pub async fn hold_sends(
         &self,
-        phone_number_id: &str,
+        channel: &Channel,
         error_code: &str,
         now_ms: i64,
         next_probe_ms: i64,
     ) -> Result<(), StoreError> {
         match self {
             Self::Sqlite(s) => {
-                s.hold_sends(phone_number_id, error_code, now_ms, next_probe_ms)
+                s.hold_sends(channel, error_code, now_ms, next_probe_ms)
                     .await
             }
         }
@@ -557,10 +593,10 @@ impl Store {
         }
     }
 
-    /// Lifts a hold and makes the number's waiting jobs due now.
-    pub async fn lift_hold(&self, phone_number_id: &str, now_ms: i64) -> Result<(), StoreError> {
+    /// Lifts a hold and makes the channel's waiting jobs due now.
+    pub async fn lift_hold(&self, channel: &Channel, now_ms: i64) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(s) => s.lift_hold(phone_number_id, now_ms).await,
+            Self::Sqlite(s) => s.lift_hold(channel, now_ms).await,
         }
     }
 
@@ -579,32 +615,24 @@ impl Store {
 
     pub async fn set_opted_out(
         &self,
-        phone_number_id: &str,
-        wa_id: &str,
+        key: &ConversationKey,
         opted_out: bool,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(s) => {
-                s.set_opted_out(phone_number_id, wa_id, opted_out, now_ms)
-                    .await
-            }
+            Self::Sqlite(s) => s.set_opted_out(key, opted_out, now_ms).await,
         }
     }
 
     pub async fn set_conversation_mode(
         &self,
-        phone_number_id: &str,
-        wa_id: &str,
+        key: &ConversationKey,
         mode: ConversationMode,
         note: Option<&str>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(s) => {
-                s.set_conversation_mode(phone_number_id, wa_id, mode, note, now_ms)
-                    .await
-            }
+            Self::Sqlite(s) => s.set_conversation_mode(key, mode, note, now_ms).await,
         }
     }
 

@@ -32,20 +32,20 @@ impl Worker {
                 report.numbers_still_held += 1;
                 continue;
             }
-            match self.sender.probe(&hold.phone_number_id).await {
+            match self.sender.probe(&hold.channel).await {
                 Ok(()) => {
                     self.store
-                        .lift_hold(&hold.phone_number_id, self.clock.now_ms())
+                        .lift_hold(&hold.channel, self.clock.now_ms())
                         .await?;
-                    tracing::info!(phone_number_id = %hold.phone_number_id, "probe succeeded: sends resumed");
+                    tracing::info!(channel = %hold.channel, "probe succeeded: sends resumed");
                     report.numbers_resumed += 1;
                 }
                 Err(e) => {
                     let next = self.clock.now_ms() + self.settings.halt_probe_interval_ms;
                     self.store
-                        .hold_sends(&hold.phone_number_id, &e.code_label(), hold.since_ms, next)
+                        .hold_sends(&hold.channel, &e.code_label(), hold.since_ms, next)
                         .await?;
-                    tracing::warn!(phone_number_id = %hold.phone_number_id, error = %e, "sends still paused");
+                    tracing::warn!(channel = %hold.channel, error = %e, "sends still paused");
                     report.numbers_still_held += 1;
                 }
             }

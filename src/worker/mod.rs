@@ -7,11 +7,13 @@
 
 pub mod limiter;
 pub mod maintenance;
+mod failures;
 pub mod pipeline;
+mod receipts;
 pub mod responder;
 pub mod sender;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,8 +22,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::config::Config;
-use crate::domain::AmbiguousResolution;
+use crate::config::{Config, ConfigError};
+use crate::domain::{AmbiguousResolution, Channel, PhoneNumberId, Provider};
 use crate::domain::keywords::Keywords;
 use crate::domain::retry::RetryPolicy;
 use crate::metrics::Metrics;
@@ -37,7 +39,9 @@ pub struct WorkerSettings {
     pub lease_ms: i64,
     pub retry: RetryPolicy,
     pub default_rate: u32,
-    pub rates: HashMap<String, u32>,
+    pub rates: HashMap<Channel, u32>,
+    /// Cloud API numbers that mark messages read (with typing) before asking the responder.
+    pub read_receipts: ReadReceipts,
     pub pair_pace: Pace,
     pub ambiguous_quiet_ms: i64,
     pub ambiguous_resolution: AmbiguousResolution,
@@ -51,9 +55,41 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Which Cloud API numbers mark messages read: the default, and the numbers that differ.
+#[derive(Debug, Clone, Default)]
+pub struct ReadReceipts {
+    pub default: bool,
+    pub except: HashSet<String>,
+}
+
+impl ReadReceipts {
+    pub fn enabled_for(&self, channel: &Channel) -> bool {
+        channel.provider == Provider::Cloud
+            && (self.default != self.except.contains(channel.id.as_str()))
+    }
+}
+
+/// A configured channel id, parsed (the configuration was validated when it was loaded).
+fn channel(provider: Provider, id: &str) -> Result<Channel, ConfigError> {
+    PhoneNumberId::parse(id)
+        .map(|id| Channel::new(provider, id))
+        .map_err(|e| ConfigError::Invalid(format!("{provider} channel `{id}`: {e}")))
+}
+
 impl WorkerSettings {
-    pub fn from_config(config: &Config) -> Self {
-        Self {
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let mut rates = HashMap::new();
+        for n in &config.numbers {
+            if let Some(rate) = n.send_rate_per_second {
+                rates.insert(channel(Provider::Cloud, &n.phone_number_id)?, rate);
+            }
+        }
+        for g in config.gateway_sessions()? {
+            if let Some(rate) = g.send_rate_per_second {
+                rates.insert(channel(Provider::Wasender, &g.session_id)?, rate);
+            }
+        }
+        Ok(Self {
             concurrency: config.worker_concurrency.max(1),
             lease_ms: ms(config.job_lease),
             retry: RetryPolicy {
@@ -64,11 +100,16 @@ impl WorkerSettings {
                 ..RetryPolicy::default()
             },
             default_rate: config.send_rate_per_second,
-            rates: config
-                .numbers
-                .iter()
-                .filter_map(|n| Some((n.phone_number_id.clone(), n.send_rate_per_second?)))
-                .collect(),
+            rates,
+            read_receipts: ReadReceipts {
+                default: config.read_receipts,
+                except: config
+                    .numbers
+                    .iter()
+                    .filter(|n| n.read_receipts.is_some_and(|r| r != config.read_receipts))
+                    .map(|n| n.phone_number_id.clone())
+                    .collect(),
+            },
             pair_pace: Pace {
                 interval_ms: config.pair_interval.as_secs_f64() * 1000.0,
                 burst: config.pair_burst.max(1),
@@ -78,37 +119,45 @@ impl WorkerSettings {
             halt_probe_interval_ms: ms(config.halt_probe_interval),
             operator_idle_release_ms: ms(config.operator_idle_release),
             idle_poll: Duration::from_millis(200),
-        }
+        })
     }
 
-    pub fn rate_for(&self, phone_number_id: &str) -> u32 {
+    pub fn rate_for(&self, channel: &Channel) -> u32 {
         self.rates
-            .get(phone_number_id)
+            .get(channel)
             .copied()
             .unwrap_or(self.default_rate)
     }
 }
 
-/// One responder per business number, and the default for the rest.
+/// One responder per channel (business number or gateway session), and the default for the rest.
 #[derive(Debug, Clone)]
 pub struct Responders {
     default: (Arc<dyn Responder>, usize),
-    by_number: HashMap<String, (Arc<dyn Responder>, usize)>,
+    by_channel: HashMap<Channel, (Arc<dyn Responder>, usize)>,
 }
 
 impl Responders {
     pub fn from_config(config: &Config) -> Result<Self, ResponderBuildError> {
         let build =
             |c: &ResponderConfig| Ok::<_, ResponderBuildError>((c.build()?, c.history_len()));
-        let mut by_number = HashMap::new();
+        let configured = |e: ConfigError| ResponderBuildError::Config(e.to_string());
+        let mut by_channel = HashMap::new();
         for n in &config.numbers {
             if let Some(c) = &n.responder {
-                by_number.insert(n.phone_number_id.clone(), build(c)?);
+                let key = channel(Provider::Cloud, &n.phone_number_id).map_err(configured)?;
+                by_channel.insert(key, build(c)?);
+            }
+        }
+        for g in config.gateway_sessions().map_err(configured)? {
+            if let Some(c) = &g.responder {
+                let key = channel(Provider::Wasender, &g.session_id).map_err(configured)?;
+                by_channel.insert(key, build(c)?);
             }
         }
         Ok(Self {
             default: build(&config.responder)?,
-            by_number,
+            by_channel,
         })
     }
 
@@ -116,23 +165,16 @@ impl Responders {
     pub fn single(responder: Arc<dyn Responder>, history_len: usize) -> Self {
         Self {
             default: (responder, history_len),
-            by_number: HashMap::new(),
+            by_channel: HashMap::new(),
         }
     }
 
-    pub fn get(&self, phone_number_id: &str) -> &Arc<dyn Responder> {
-        &self
-            .by_number
-            .get(phone_number_id)
-            .unwrap_or(&self.default)
-            .0
+    pub fn get(&self, channel: &Channel) -> &Arc<dyn Responder> {
+        &self.by_channel.get(channel).unwrap_or(&self.default).0
     }
 
-    pub fn history_len(&self, phone_number_id: &str) -> usize {
-        self.by_number
-            .get(phone_number_id)
-            .unwrap_or(&self.default)
-            .1
+    pub fn history_len(&self, channel: &Channel) -> usize {
+        self.by_channel.get(channel).unwrap_or(&self.default).1
     }
 }
 
@@ -146,8 +188,9 @@ pub struct Worker {
     sender: Sender,
     responders: Responders,
     limiter: Arc<Limiter>,
-    /// Numbers whose sends are paused, with the time of their next probe (a local cache of the store's holds).
-    holds: Arc<Mutex<HashMap<String, i64>>>,
+    /// Channels whose sends are paused, with the time of their next probe (a local cache of the
+    /// store's holds, which the worker re-reads before trusting a hold it has cached).
+    holds: Arc<Mutex<HashMap<Channel, i64>>>,
     /// Rung by ingest and by operator actions when jobs become due.
     jobs_ready: Arc<Notify>,
     /// Consent keywords and their confirmations.
@@ -269,14 +312,27 @@ impl Worker {
         self.process(job).await
     }
 
-    fn held_until(&self, phone_number_id: &str) -> Option<i64> {
-        let holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
-        holds.get(phone_number_id).copied()
+    /// When a held channel is next probed, or `None` when it may send. A hold found in the
+    /// cache is confirmed against the store first: a hold lifted elsewhere (a probe, a gateway
+    /// session that reconnected) must not keep this worker's jobs waiting.
+    /// A gateway session's holds come and go with its `session.status` events, which ingest
+    /// records: for gateways the store is always asked.
+    async fn held_until(&self, channel: &Channel) -> Result<Option<i64>, crate::store::StoreError> {
+        if channel.provider == Provider::Cloud && self.cached_hold(channel).is_none() {
+            return Ok(None);
+        }
+        self.refresh_holds().await?;
+        Ok(self.cached_hold(channel))
     }
 
-    fn hold_locally(&self, phone_number_id: &str, next_probe_ms: i64) {
+    fn cached_hold(&self, channel: &Channel) -> Option<i64> {
+        let holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
+        holds.get(channel).copied()
+    }
+
+    fn hold_locally(&self, channel: &Channel, next_probe_ms: i64) {
         let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
-        holds.insert(phone_number_id.to_owned(), next_probe_ms);
+        holds.insert(channel.clone(), next_probe_ms);
         self.metrics.held_numbers.set(holds.len() as i64);
     }
 
@@ -285,7 +341,7 @@ impl Worker {
         let mut holds = self.holds.lock().unwrap_or_else(|p| p.into_inner());
         *holds = stored
             .into_iter()
-            .map(|h| (h.phone_number_id, h.next_probe_ms))
+            .map(|h| (h.channel, h.next_probe_ms))
             .collect();
         self.metrics.held_numbers.set(holds.len() as i64);
         Ok(())

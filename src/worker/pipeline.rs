@@ -1,21 +1,21 @@
-//! One job, start to finish: gates → responder → claim the ledger row (gates re-checked inside)
-//! → pace → send → record. Every path ends in exactly one store call that settles the job.
-
-use rand::Rng;
+//! One job, start to finish: gates → mark read (Cloud API, with typing; never for a message the
+//! gates silence) → responder → claim the ledger row (gates re-checked inside) → pace → send
+//! through the channel the message came in on → record. Every path ends in exactly one store
+//! call that settles the job.
 
 use super::Worker;
 use super::responder::{Decision, HistoryItem, ResponderError, ResponderInput};
 use crate::domain::gates::{self, LedgerState, Verdict};
 use crate::domain::keywords::KeywordAction;
-use crate::domain::retry::{Backoff, RetryDecision};
-use crate::domain::{ConversationMode, SendRef, SilenceReason};
+use crate::domain::retry::Backoff;
+use crate::domain::{Channel, ConversationMode, Provider, SendRef, SilenceReason};
 use crate::store::{Claim, LeasedJob, ReplyContext, StoreError};
-use crate::whatsapp::errors::{FailureClass, RetryHint};
-use crate::whatsapp::send::{SendError, TextReply};
+use crate::whatsapp::errors::RetryHint;
 
 use super::limiter::Pace;
 use super::responder::Direction;
-use super::sender::recipient;
+use super::sender::{OutgoingReply, gateway_recipient, recipient};
+
 
 /// What happened to a job (for logs, metrics and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,18 +84,25 @@ impl Worker {
         if let Verdict::Silent(reason) = gates::evaluate(&ctx.snapshot, now) {
             return self.silence(id, reason).await;
         }
-        if let Some(next_probe) = self.held_until(&ctx.message.phone_number_id) {
+        let channel = ctx.message.channel()?;
+        if let Some(next_probe) = self.held_until(&channel).await? {
             self.store
                 .retry_later(id, None, next_probe, "sends_held", true)
                 .await?;
             return Ok(JobResult::Held);
         }
-        let decision = match self
+        // Read receipt and typing, started before the responder is asked and never waited on
+        // for long: the reply does not depend on it.
+        let receipt = self.start_read_receipt(&channel, &ctx);
+        let decided = self
             .responders
-            .get(&ctx.message.phone_number_id)
+            .get(&channel)
             .decide(&self.responder_input(&ctx).await?)
-            .await
-        {
+            .await;
+        if let Some(receipt) = receipt {
+            receipt.settle().await;
+        }
+        let decision = match decided {
             Ok(decision) => decision,
             Err(ResponderError::Retryable(why)) => {
                 return self
@@ -120,11 +127,9 @@ impl Worker {
             Decision::Reply(text) => text,
             Decision::NoReply => return self.silence(id, SilenceReason::NoReply).await,
             Decision::Escalate { reason } => {
-                let m = &ctx.message;
                 self.store
                     .set_conversation_mode(
-                        &m.phone_number_id,
-                        &m.wa_id,
+                        &ctx.message.conversation()?,
                         ConversationMode::Escalated,
                         Some(&reason),
                         now,
@@ -145,14 +150,15 @@ impl Worker {
         confirming_opt_out: bool,
     ) -> Result<JobResult, StoreError> {
         let id = job.inbound_id;
-        if let Some(next_probe) = self.held_until(&ctx.message.phone_number_id) {
+        let channel = ctx.message.channel()?;
+        if let Some(next_probe) = self.held_until(&channel).await? {
             self.store
                 .retry_later(id, None, next_probe, "sends_held", true)
                 .await?;
             return Ok(JobResult::Held);
         }
         // Pace before claiming: the wait holds no ledger row, and the gates are re-checked after it.
-        self.pace(ctx).await;
+        self.pace(ctx, &channel).await;
         let now = self.clock.now_ms();
         let claim = if confirming_opt_out {
             self.store
@@ -173,15 +179,18 @@ impl Worker {
             Claim::AlreadyDecided => return Ok(JobResult::Skipped),
         };
         let m = &ctx.message;
-        let to = recipient(&m.wa_id);
+        let to = match m.provider {
+            Provider::Cloud => recipient(&m.wa_id),
+            Provider::Wasender => gateway_recipient(&m.wa_id, m.group_id.as_deref()),
+        };
         // Names the attempt: a late status for an earlier one is told apart from this one's.
         let callback = SendRef {
             ledger_id,
             attempt: Some(attempts),
         }
         .callback_data();
-        let reply = TextReply {
-            phone_number_id: &m.phone_number_id,
+        let reply = OutgoingReply {
+            channel: &channel,
             to: &to,
             body: &text,
             context_message_id: &m.message_id,
@@ -200,7 +209,7 @@ impl Worker {
                 tracing::debug!(message.id = %m.message_id, attempts, "replied");
                 Ok(JobResult::Replied)
             }
-            Err(error) => self.send_failed(job, ctx, ledger_id, error).await,
+            Err(error) => self.send_failed(job, ctx, &channel, ledger_id, error).await,
         }
     }
 
@@ -214,134 +223,7 @@ impl Worker {
         changed_consent.then(|| (text.to_owned(), action == KeywordAction::OptOut))
     }
 
-    async fn send_failed(
-        &self,
-        job: &LeasedJob,
-        ctx: &ReplyContext,
-        ledger_id: i64,
-        error: SendError,
-    ) -> Result<JobResult, StoreError> {
-        let label = error.code_label();
-        let id = job.inbound_id;
-        if let SendError::Unknown(_) = error {
-            self.store
-                .mark_ambiguous(id, ledger_id, &label, self.clock.now_ms())
-                .await?;
-            self.metrics
-                .send_failures
-                .get_or_create(&[("class", "ambiguous")])
-                .inc();
-            tracing::warn!(message.id = %ctx.message.message_id, error = %error, "send outcome unknown; its conversation waits for the evidence");
-            return Ok(JobResult::Ambiguous);
-        }
-        match error.class() {
-            FailureClass::Retryable(hint) => {
-                self.metrics
-                    .send_failures
-                    .get_or_create(&[("class", "retryable")])
-                    .inc();
-                let detail = error.to_string();
-                self.retry_or_give_up(
-                    job,
-                    ctx,
-                    Some(ledger_id),
-                    hint.into(),
-                    error.retry_after(),
-                    &label,
-                    &detail,
-                )
-                .await
-            }
-            FailureClass::Permanent => {
-                self.metrics
-                    .send_failures
-                    .get_or_create(&[("class", "permanent")])
-                    .inc();
-                self.dead_letter(job, Some(ledger_id), &label, &error.to_string())
-                    .await
-            }
-            FailureClass::HaltSender => {
-                self.metrics
-                    .send_failures
-                    .get_or_create(&[("class", "halt")])
-                    .inc();
-                self.metrics.sends_halted.inc();
-                let now = self.clock.now_ms();
-                let next_probe = now + self.settings.halt_probe_interval_ms;
-                let phone = &ctx.message.phone_number_id;
-                tracing::error!(phone_number_id = %phone, error = %error, "sends paused for this number until a probe succeeds");
-                self.store
-                    .hold_sends(phone, &label, now, next_probe)
-                    .await?;
-                self.hold_locally(phone, next_probe);
-                self.store
-                    .retry_later(id, Some(ledger_id), next_probe, &label, true)
-                    .await?;
-                Ok(JobResult::Held)
-            }
-        }
-    }
-
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one call site per failure source; the arguments are the failure"
-    )]
-    async fn retry_or_give_up(
-        &self,
-        job: &LeasedJob,
-        ctx: &ReplyContext,
-        ledger_id: Option<i64>,
-        backoff: Backoff,
-        retry_after: Option<std::time::Duration>,
-        label: &str,
-        detail: &str,
-    ) -> Result<JobResult, StoreError> {
-        let now = self.clock.now_ms();
-        let closes = gates::window_closes_at_ms(ctx.snapshot.last_inbound_ts);
-        let jitter = rand::thread_rng().gen_range(0.0..1.0);
-        match self
-            .settings
-            .retry
-            .next(job.attempts, backoff, retry_after, now, closes, jitter)
-        {
-            RetryDecision::RetryAt(at) => {
-                self.store
-                    .retry_later(job.inbound_id, ledger_id, at, label, false)
-                    .await?;
-                Ok(JobResult::RetryScheduled)
-            }
-            RetryDecision::Exhausted => self.dead_letter(job, ledger_id, label, detail).await,
-            RetryDecision::WindowClosed => {
-                self.store
-                    .retry_later(job.inbound_id, ledger_id, now, label, false)
-                    .await?;
-                self.silence(job.inbound_id, SilenceReason::WindowClosed)
-                    .await
-            }
-        }
-    }
-
-    async fn dead_letter(
-        &self,
-        job: &LeasedJob,
-        ledger_id: Option<i64>,
-        label: &str,
-        detail: &str,
-    ) -> Result<JobResult, StoreError> {
-        let now = self.clock.now_ms();
-        self.store
-            .dead_letter_message(job.inbound_id, ledger_id, label, detail, job.attempts, now)
-            .await?;
-        self.metrics.dead_letters.inc();
-        tracing::warn!(
-            inbound_id = job.inbound_id,
-            error = label,
-            "reply dead-lettered"
-        );
-        Ok(JobResult::DeadLettered(label.to_owned()))
-    }
-
-    async fn silence(
+    pub(super) async fn silence(
         &self,
         inbound_id: i64,
         reason: SilenceReason,
@@ -362,12 +244,12 @@ impl Worker {
 
     async fn responder_input(&self, ctx: &ReplyContext) -> Result<ResponderInput, StoreError> {
         let m = &ctx.message;
-        let wanted = self.responders.history_len(&m.phone_number_id);
+        let wanted = self.responders.history_len(&m.channel()?);
         let mut history = Vec::new();
         if wanted > 0 {
             for exchange in self
                 .store
-                .history(&m.phone_number_id, &m.wa_id, m.inbound_id, wanted)
+                .history(&m.conversation()?, m.inbound_id, wanted)
                 .await?
             {
                 history.push(HistoryItem {
@@ -394,16 +276,16 @@ impl Worker {
         })
     }
 
-    /// Waits for the number's and the recipient's next send slot.
-    async fn pace(&self, ctx: &ReplyContext) {
+    /// Waits for the channel's and the recipient's next send slot.
+    async fn pace(&self, ctx: &ReplyContext, channel: &Channel) {
         let m = &ctx.message;
         let now = self.clock.now_ms();
         let number_slot = self.limiter.reserve(
-            &m.phone_number_id,
-            Pace::per_second(self.settings.rate_for(&m.phone_number_id)),
+            &channel.to_string(),
+            Pace::per_second(self.settings.rate_for(channel)),
             now,
         );
-        let pair_key = format!("{}/{}", m.phone_number_id, m.wa_id);
+        let pair_key = format!("{channel}/{}", m.wa_id);
         let pair_slot = self
             .limiter
             .reserve(&pair_key, self.settings.pair_pace, now);

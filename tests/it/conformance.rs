@@ -96,7 +96,7 @@ pub(crate) fn status(id: &str, state: &str) -> StatusUpdate {
 
 pub(crate) fn unit(notification: Notification) -> IngestUnit {
     IngestUnit {
-        provider: Provider::Cloud,
+        origin: replyd::domain::Origin::Cloud,
         notification,
         undecodable: None,
         keyword_actions: Vec::new(),
@@ -191,7 +191,7 @@ async fn window_anchor_never_moves_backwards(store: Store) {
         .unwrap();
     assert_eq!(
         store
-            .contact("111", "7")
+            .contact(&crate::helpers::cloud_key("111", "7"))
             .await
             .unwrap()
             .unwrap()
@@ -204,7 +204,7 @@ async fn window_anchor_never_moves_backwards(store: Store) {
         .unwrap();
     assert_eq!(
         store
-            .contact("111", "7")
+            .contact(&crate::helpers::cloud_key("111", "7"))
             .await
             .unwrap()
             .unwrap()
@@ -221,7 +221,7 @@ async fn window_anchor_never_moves_backwards(store: Store) {
         ..Default::default()
     };
     store.ingest_batch(&[unit(named)], NOW_MS).await.unwrap();
-    let c = store.contact("111", "7").await.unwrap().unwrap();
+    let c = store.contact(&crate::helpers::cloud_key("111", "7")).await.unwrap().unwrap();
     assert_eq!(
         (c.display_name.as_deref(), c.last_inbound_ts, c.opted_out),
         (Some("Ana"), Some(900), false)
@@ -454,9 +454,9 @@ async fn claim_rechecks_the_gates(store: Store) {
         .unwrap();
     let jobs = store.lease_jobs(NOW_MS, 60_000, 10).await.unwrap();
     // Operator actions land after the worker's decision, before its claim.
-    store.set_opted_out("111", "A", true, NOW_MS).await.unwrap();
+    store.set_opted_out(&crate::helpers::cloud_key("111", "A"), true, NOW_MS).await.unwrap();
     store
-        .set_conversation_mode("111", "B", ConversationMode::Operator, Some("ana"), NOW_MS)
+        .set_conversation_mode(&crate::helpers::cloud_key("111", "B"), ConversationMode::Operator, Some("ana"), NOW_MS)
         .await
         .unwrap();
     for job in jobs {
@@ -702,15 +702,14 @@ async fn the_sweep_decides_each_pending_message_by_the_gates(store: Store) {
             .await
             .unwrap();
     }
-    store.set_opted_out("111", "B", true, NOW_MS).await.unwrap();
+    store.set_opted_out(&crate::helpers::cloud_key("111", "B"), true, NOW_MS).await.unwrap();
     store
-        .set_conversation_mode("111", "C", ConversationMode::Operator, Some("ana"), NOW_MS)
+        .set_conversation_mode(&crate::helpers::cloud_key("111", "C"), ConversationMode::Operator, Some("ana"), NOW_MS)
         .await
         .unwrap();
     store
         .set_conversation_mode(
-            "111",
-            "D",
+            &crate::helpers::cloud_key("111", "D"),
             ConversationMode::Escalated,
             Some("angry"),
             NOW_MS,

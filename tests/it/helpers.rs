@@ -19,6 +19,26 @@ pub const APP_SECRET: &str = "test-app-secret";
 pub const VERIFY_TOKEN: &str = "test-verify-token";
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 pub const WASENDER_SECRET: &str = "test-wasender-secret";
+/// The test gateway's session id: deliberately equal to the Cloud API number the fixtures use,
+/// so every test that touches both providers checks that they stay apart.
+pub const WASENDER_SESSION: &str = "111";
+
+/// A Cloud API conversation (or contact) key.
+pub fn cloud_key(phone_number_id: &str, wa_id: &str) -> replyd::domain::ConversationKey {
+    key(replyd::domain::Provider::Cloud, phone_number_id, wa_id)
+}
+
+pub fn key(
+    provider: replyd::domain::Provider,
+    phone_number_id: &str,
+    wa_id: &str,
+) -> replyd::domain::ConversationKey {
+    replyd::domain::ConversationKey {
+        provider,
+        phone_number_id: replyd::domain::PhoneNumberId::parse(phone_number_id).unwrap(),
+        wa_id: replyd::domain::WaId::parse(wa_id).unwrap(),
+    }
+}
 
 pub struct TestApp {
     pub base: String,
@@ -41,6 +61,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         verify_token: Secret::new(VERIFY_TOKEN),
         admin_token: Secret::new(ADMIN_TOKEN),
         wasender_secret: Secret::new(WASENDER_SECRET),
+        wasender_session_id: Some(WASENDER_SESSION.into()),
         spool_dir: dir.join("spool"),
         spool_replay_interval: Duration::from_secs(3600),
         store_busy_timeout: Duration::from_millis(200),

@@ -110,7 +110,7 @@ async fn multi_entry_multi_change_payload_is_read_whole() {
     assert_eq!(app.metric("replyd_statuses_total").await, 1.0);
     let zoe = app
         .store
-        .contact("222", "447700900001")
+        .contact(&crate::helpers::cloud_key("222", "447700900001"))
         .await
         .unwrap()
         .unwrap();
@@ -174,7 +174,7 @@ async fn window_anchor_keeps_the_newest_payload_timestamp_whatever_the_arrival_o
     app.post_webhook(at("wamid.W.old", 1_700_000_100)).await;
     let contact = app
         .store
-        .contact(PHONE_NUMBER_ID, USER)
+        .contact(&crate::helpers::cloud_key(PHONE_NUMBER_ID, USER))
         .await
         .unwrap()
         .unwrap();

@@ -91,8 +91,8 @@ async fn rig() -> Rig {
         store.clone(),
         clock.clone(),
         Arc::new(Metrics::new()),
-        WorkerSettings::from_config(&config),
-        Sender::Sandbox,
+        WorkerSettings::from_config(&config).unwrap(),
+        Sender::from_config(&config).unwrap(),
         Responders::from_config(&config).unwrap(),
         notify.clone(),
     );
@@ -166,7 +166,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 // The API path, which also moves the consent time: keep the model in step by
                 // ingesting keywords with later payload times than any API action would lose to.
                 rig.store
-                    .set_opted_out(phone, &wa(u), out, now)
+                    .set_opted_out(&crate::helpers::cloud_key(phone, &wa(u)), out, now)
                     .await
                     .unwrap();
                 model[u].opted_out = out;
@@ -178,7 +178,12 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     _ => ConversationMode::Bot,
                 };
                 rig.store
-                    .set_conversation_mode(phone, &wa(u), mode, Some("op"), now)
+                    .set_conversation_mode(
+                        &crate::helpers::cloud_key(phone, &wa(u)),
+                        mode,
+                        Some("op"),
+                        now,
+                    )
                     .await
                     .unwrap();
                 model[u].held = mode != ConversationMode::Bot;

@@ -41,7 +41,7 @@ async fn stop_opts_out_and_start_opts_back_in_whatever_the_delivery_order() {
     );
     assert!(
         app.store
-            .contact(PHONE_NUMBER_ID, USER)
+            .contact(&crate::helpers::cloud_key(PHONE_NUMBER_ID, USER))
             .await
             .unwrap()
             .unwrap()
@@ -52,7 +52,7 @@ async fn stop_opts_out_and_start_opts_back_in_whatever_the_delivery_order() {
     app.settled().await;
     assert!(
         !app.store
-            .contact(PHONE_NUMBER_ID, USER)
+            .contact(&crate::helpers::cloud_key(PHONE_NUMBER_ID, USER))
             .await
             .unwrap()
             .unwrap()
@@ -64,7 +64,7 @@ async fn stop_opts_out_and_start_opts_back_in_whatever_the_delivery_order() {
     app.settled().await;
     assert!(
         !app.store
-            .contact(PHONE_NUMBER_ID, USER)
+            .contact(&crate::helpers::cloud_key(PHONE_NUMBER_ID, USER))
             .await
             .unwrap()
             .unwrap()

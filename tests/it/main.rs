@@ -6,6 +6,7 @@ mod auth;
 mod checks;
 mod conformance;
 mod conformance_ambiguous;
+mod conformance_providers;
 mod fixtures;
 mod hardening;
 mod helpers;

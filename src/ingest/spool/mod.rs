@@ -21,7 +21,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::domain::Provider;
+use crate::domain::Origin;
 use ownership::Ownership;
 pub use ownership::{LOCK_FILE, SpoolError};
 pub use record::{RecordReader, SpoolContents, SpoolRecord, decode_all, encode};
@@ -101,9 +101,9 @@ impl Spool {
     }
 
     /// Appends one record and fsyncs it. Blocking: call from `spawn_blocking`.
-    pub fn append(&self, provider: Provider, body: &[u8]) -> io::Result<()> {
+    pub fn append(&self, origin: &Origin, body: &[u8]) -> io::Result<()> {
         self.owned()?;
-        let record = encode(provider, body)?;
+        let record = encode(origin, body)?;
         let path = self.active_path();
         let mut active = self.inner.active.lock().unwrap_or_else(|p| p.into_inner());
         for _ in 0..APPEND_ATTEMPTS {
@@ -176,7 +176,7 @@ impl Spool {
         let path = self.claimed_name("-retained");
         let mut file = create_private_file(&path)?;
         for r in records {
-            file.write_all(&encode(r.provider, &r.body)?)?;
+            file.write_all(&encode(&r.origin, &r.body)?)?;
         }
         file.sync_all()?;
         sync_dir(self.dir())?;

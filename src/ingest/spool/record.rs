@@ -1,6 +1,10 @@
 //! The spool's record format and its one decoder.
 //!
-//! `magic "RSP1" | provider u8 | body length u32 LE | crc32(provider, body) u32 LE | body`.
+//! `magic "RSP1" | origin u8 | payload length u32 LE | crc32(origin, payload) u32 LE | payload`.
+//! The origin is 1 (Cloud API: the payload is the body) or 3 (a gateway session: the payload is
+//! `session length u8 | session | body`, so a replay attributes it to the same session). 2 is a
+//! gateway body spooled before sessions were recorded: it replays under the session `wasender`,
+//! where that version stored such events.
 //! [`RecordReader`] streams records from any seekable reader, one at a time, so replaying a
 //! large spool file never holds more than one record (plus a read buffer) in memory. A torn or
 //! corrupt record (a crash mid-write, a flipped bit) fails its checksum or runs past the end: it
@@ -11,7 +15,8 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Cursor, Seek, SeekFrom};
 use std::path::Path;
 
-use crate::domain::Provider;
+use crate::domain::{Origin, PhoneNumberId};
+use crate::ingest::LEGACY_GATEWAY_SESSION;
 
 const MAGIC: &[u8; 4] = b"RSP1";
 const HEADER_LEN: usize = 4 + 1 + 4 + 4;
@@ -22,7 +27,7 @@ pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
 /// One spooled delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolRecord {
-    pub provider: Provider,
+    pub origin: Origin,
     pub body: Vec<u8>,
 }
 
@@ -34,19 +39,34 @@ pub struct SpoolContents {
     pub torn_bytes: usize,
 }
 
-fn provider_byte(provider: Provider) -> u8 {
-    match provider {
-        Provider::Cloud => 1,
-        Provider::Wasender => 2,
-    }
+const CLOUD: u8 = 1;
+const LEGACY_GATEWAY: u8 = 2;
+const GATEWAY: u8 = 3;
+
+fn known_tag(byte: u8) -> bool {
+    matches!(byte, CLOUD | LEGACY_GATEWAY | GATEWAY)
 }
 
-fn provider_from(byte: u8) -> Option<Provider> {
-    match byte {
-        1 => Some(Provider::Cloud),
-        2 => Some(Provider::Wasender),
-        _ => None,
-    }
+/// The record's origin and body from its tag and checked payload; `None` if they do not parse.
+fn split_payload(tag: u8, mut payload: Vec<u8>) -> Option<SpoolRecord> {
+    let origin = match tag {
+        CLOUD => Origin::Cloud,
+        LEGACY_GATEWAY => Origin::Wasender {
+            session: PhoneNumberId::parse(LEGACY_GATEWAY_SESSION).ok()?,
+        },
+        GATEWAY => {
+            let len = usize::from(*payload.first()?);
+            let session = std::str::from_utf8(payload.get(1..1 + len)?).ok()?;
+            let session = PhoneNumberId::parse(session).ok()?;
+            payload.drain(..1 + len);
+            Origin::Wasender { session }
+        }
+        _ => return None,
+    };
+    Some(SpoolRecord {
+        origin,
+        body: payload,
+    })
 }
 
 fn checksum(tag: u8, body: &[u8]) -> u32 {
@@ -56,21 +76,37 @@ fn checksum(tag: u8, body: &[u8]) -> u32 {
     crc.finalize()
 }
 
-pub fn encode(provider: Provider, body: &[u8]) -> io::Result<Vec<u8>> {
-    if body.len() > MAX_RECORD_BYTES {
+pub fn encode(origin: &Origin, body: &[u8]) -> io::Result<Vec<u8>> {
+    let (tag, prefix) = match origin {
+        Origin::Cloud => (CLOUD, Vec::new()),
+        Origin::Wasender { session } => {
+            let session = session.as_str().as_bytes();
+            let len = u8::try_from(session.len())
+                .map_err(|_| io::Error::other("a gateway session id is at most 255 bytes"))?;
+            let mut prefix = Vec::with_capacity(1 + session.len());
+            prefix.push(len);
+            prefix.extend_from_slice(session);
+            (GATEWAY, prefix)
+        }
+    };
+    let payload_len = prefix.len() + body.len();
+    if payload_len > MAX_RECORD_BYTES {
         return Err(io::Error::other(format!(
             "a {}-byte payload is too large for the spool (at most {MAX_RECORD_BYTES})",
             body.len()
         )));
     }
-    let len = u32::try_from(body.len()).expect("bounded by MAX_RECORD_BYTES");
-    let tag = provider_byte(provider);
-    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    let len = u32::try_from(payload_len).expect("bounded by MAX_RECORD_BYTES");
+    let mut out = Vec::with_capacity(HEADER_LEN + payload_len);
     out.extend_from_slice(MAGIC);
     out.push(tag);
     out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&checksum(tag, body).to_le_bytes());
+    let crc_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&prefix);
     out.extend_from_slice(body);
+    let crc = checksum(tag, &out[HEADER_LEN..]);
+    out[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
     Ok(out)
 }
 
@@ -166,18 +202,20 @@ impl<R: BufRead + Seek> RecordReader<R> {
         }
         let mut header = [0u8; HEADER_LEN];
         self.inner.read_exact(&mut header)?;
-        let provider = provider_from(header[4]);
+        let tag = header[4];
         let len = u32::from_le_bytes(header[5..9].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(header[9..13].try_into().expect("4 bytes"));
         let used = (HEADER_LEN + len) as u64;
-        let Some(provider) = provider
-            .filter(|_| &header[..4] == MAGIC && len <= MAX_RECORD_BYTES && used <= remaining)
-        else {
+        if !(known_tag(tag) && &header[..4] == MAGIC && len <= MAX_RECORD_BYTES && used <= remaining)
+        {
             return Ok(None);
-        };
-        let mut body = vec![0u8; len];
-        self.inner.read_exact(&mut body)?;
-        Ok((checksum(header[4], &body) == crc).then_some((SpoolRecord { provider, body }, used)))
+        }
+        let mut payload = vec![0u8; len];
+        self.inner.read_exact(&mut payload)?;
+        if checksum(tag, &payload) != crc {
+            return Ok(None);
+        }
+        Ok(split_payload(tag, payload).map(|record| (record, used)))
     }
 
     /// Offset of the first magic at or after `from` (the file's length if there is none), with
@@ -211,13 +249,40 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn gateway(session: &str) -> Origin {
+        Origin::Wasender {
+            session: PhoneNumberId::parse(session).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_gateway_record_keeps_its_session_and_a_legacy_one_gets_the_old_session() {
+        let mut bytes = encode(&gateway("5511"), b"{}").unwrap();
+        // An earlier version's gateway record: tag 2, the body alone.
+        let legacy_body = b"{\"event\":\"x\"}";
+        let mut legacy = encode(&Origin::Cloud, legacy_body).unwrap();
+        legacy[4] = LEGACY_GATEWAY;
+        let crc = checksum(LEGACY_GATEWAY, legacy_body).to_le_bytes();
+        legacy[9..13].copy_from_slice(&crc);
+        bytes.extend_from_slice(&legacy);
+        let (contents, _) = decode_all(&bytes);
+        assert_eq!(
+            contents.records,
+            [
+                SpoolRecord { origin: gateway("5511"), body: b"{}".to_vec() },
+                SpoolRecord { origin: gateway(LEGACY_GATEWAY_SESSION), body: legacy_body.to_vec() },
+            ]
+        );
+        assert_eq!(contents.torn_bytes, 0);
+    }
+
     #[test]
     fn corrupt_record_in_the_middle_is_skipped_and_the_rest_read() {
-        let mut bytes = encode(Provider::Cloud, b"a").unwrap();
-        let mut bad = encode(Provider::Cloud, b"bbbb").unwrap();
+        let mut bytes = encode(&Origin::Cloud, b"a").unwrap();
+        let mut bad = encode(&Origin::Cloud, b"bbbb").unwrap();
         *bad.last_mut().unwrap() ^= 0xff;
         bytes.extend_from_slice(&bad);
-        bytes.extend_from_slice(&encode(Provider::Cloud, b"c").unwrap());
+        bytes.extend_from_slice(&encode(&Origin::Cloud, b"c").unwrap());
         let (contents, _) = decode_all(&bytes);
         assert_eq!(
             contents
@@ -235,7 +300,7 @@ mod tests {
         // Garbage longer than the read buffer, then a record: resynchronisation reads across
         // buffer boundaries with a tiny buffer.
         let mut bytes = vec![b'x'; 37];
-        bytes.extend_from_slice(&encode(Provider::Wasender, b"found").unwrap());
+        bytes.extend_from_slice(&encode(&gateway("s1"), b"found").unwrap());
         for capacity in 1..8 {
             let mut reader =
                 RecordReader::new(BufReader::with_capacity(capacity, Cursor::new(&bytes))).unwrap();
@@ -251,19 +316,19 @@ mod tests {
 
     #[test]
     fn a_corrupt_length_is_refused_without_allocating_it() {
-        let mut bytes = encode(Provider::Cloud, b"x").unwrap();
+        let mut bytes = encode(&Origin::Cloud, b"x").unwrap();
         bytes[5..9].copy_from_slice(&u32::MAX.to_le_bytes());
         let (contents, end) = decode_all(&bytes);
         assert!(contents.records.is_empty());
         assert_eq!((contents.torn_bytes, end), (bytes.len(), 0));
-        assert!(encode(Provider::Cloud, &vec![0; MAX_RECORD_BYTES + 1]).is_err());
+        assert!(encode(&Origin::Cloud, &vec![0; MAX_RECORD_BYTES + 1]).is_err());
     }
 
     #[test]
     fn chunks_are_bounded_by_count_and_bytes() {
         let mut bytes = Vec::new();
         for _ in 0..10 {
-            bytes.extend_from_slice(&encode(Provider::Cloud, &[7; 100]).unwrap());
+            bytes.extend_from_slice(&encode(&Origin::Cloud, &[7; 100]).unwrap());
         }
         let mut reader = RecordReader::new(Cursor::new(&bytes)).unwrap();
         assert_eq!(reader.next_chunk(4, usize::MAX).unwrap().len(), 4);
@@ -284,7 +349,7 @@ mod tests {
         fn any_prefix_of_a_good_file_yields_a_prefix_of_its_records(cut in 0usize..200) {
             let mut bytes = Vec::new();
             for body in [&b"first"[..], b"second record", b"3"] {
-                bytes.extend_from_slice(&encode(Provider::Cloud, body).unwrap());
+                bytes.extend_from_slice(&encode(&Origin::Cloud, body).unwrap());
             }
             let cut = cut.min(bytes.len());
             let (contents, _) = decode_all(&bytes[..cut]);
@@ -302,7 +367,7 @@ mod tests {
                 // Garbage without a magic can only ever be skipped.
                 let junk: Vec<u8> = junk.iter().map(|b| if *b == b'R' { b'r' } else { *b }).collect();
                 bytes.extend_from_slice(&junk);
-                bytes.extend_from_slice(&encode(Provider::Cloud, body).unwrap());
+                bytes.extend_from_slice(&encode(&Origin::Cloud, body).unwrap());
             }
             let (contents, end) = decode_all(&bytes);
             let read: Vec<Vec<u8>> = contents.records.into_iter().map(|r| r.body).collect();

@@ -1,6 +1,13 @@
 use std::os::unix::fs::PermissionsExt;
 
 use super::*;
+use crate::domain::PhoneNumberId;
+
+fn gateway() -> Origin {
+    Origin::Wasender {
+        session: PhoneNumberId::parse("5511").unwrap(),
+    }
+}
 
 fn bodies(path: &Path) -> Vec<Vec<u8>> {
     decode_all(&fs::read(path).unwrap())
@@ -15,15 +22,15 @@ fn bodies(path: &Path) -> Vec<Vec<u8>> {
 fn append_claim_read_finish_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
-    spool.append(Provider::Cloud, b"one").unwrap();
-    spool.append(Provider::Wasender, b"two").unwrap();
+    spool.append(&Origin::Cloud, b"one").unwrap();
+    spool.append(&gateway(), b"two").unwrap();
     assert!(spool.pending_bytes() > 0);
     let files = spool.claim_for_replay().unwrap();
     assert_eq!(files.len(), 1);
-    spool.append(Provider::Cloud, b"three").unwrap(); // lands in a fresh active file
+    spool.append(&Origin::Cloud, b"three").unwrap(); // lands in a fresh active file
     let contents = decode_all(&fs::read(&files[0]).unwrap()).0;
     assert_eq!(bodies(&files[0]), [b"one".to_vec(), b"two".to_vec()]);
-    assert_eq!(contents.records[1].provider, Provider::Wasender);
+    assert_eq!(contents.records[1].origin, gateway());
     spool.finish(&files[0]).unwrap();
     assert_eq!(spool.claim_for_replay().unwrap().len(), 1);
 }
@@ -31,8 +38,8 @@ fn append_claim_read_finish_round_trip() {
 #[test]
 fn torn_tail_is_skipped_then_cut_before_new_appends() {
     let dir = tempfile::tempdir().unwrap();
-    let mut bytes = encode(Provider::Cloud, b"kept").unwrap();
-    let torn = encode(Provider::Cloud, b"torn in half").unwrap();
+    let mut bytes = encode(&Origin::Cloud, b"kept").unwrap();
+    let torn = encode(&Origin::Cloud, b"torn in half").unwrap();
     bytes.extend_from_slice(&torn[..torn.len() - 4]);
     fs::write(dir.path().join(ACTIVE), &bytes).unwrap();
 
@@ -42,7 +49,7 @@ fn torn_tail_is_skipped_then_cut_before_new_appends() {
     assert_eq!(valid_end, bytes.len() - (torn.len() - 4));
 
     let spool = Spool::open(dir.path()).unwrap();
-    spool.append(Provider::Cloud, b"after").unwrap();
+    spool.append(&Origin::Cloud, b"after").unwrap();
     let files = spool.claim_for_replay().unwrap();
     let contents = decode_all(&fs::read(&files[0]).unwrap()).0;
     assert_eq!(contents.records.len(), 2);
@@ -54,15 +61,15 @@ fn an_append_after_the_file_was_renamed_or_removed_starts_a_fresh_file() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
     let active = dir.path().join(ACTIVE);
-    spool.append(Provider::Cloud, b"first").unwrap();
+    spool.append(&Origin::Cloud, b"first").unwrap();
     let moved = dir.path().join("moved.bak");
     fs::rename(&active, &moved).unwrap();
-    spool.append(Provider::Cloud, b"second").unwrap();
+    spool.append(&Origin::Cloud, b"second").unwrap();
     assert_eq!(bodies(&moved), [b"first".to_vec()]);
     assert_eq!(bodies(&active), [b"second".to_vec()]);
 
     fs::remove_file(&active).unwrap();
-    spool.append(Provider::Cloud, b"third").unwrap();
+    spool.append(&Origin::Cloud, b"third").unwrap();
     assert_eq!(bodies(&active), [b"third".to_vec()]);
 }
 
@@ -87,10 +94,10 @@ fn a_second_owner_is_refused_until_the_first_lets_go() {
 fn an_unowned_handle_measures_but_never_writes() {
     let dir = tempfile::tempdir().unwrap();
     let owner = Spool::open(dir.path()).unwrap();
-    owner.append(Provider::Cloud, b"x").unwrap();
+    owner.append(&Origin::Cloud, b"x").unwrap();
     let offline = Spool::unowned(dir.path());
     assert_eq!(offline.pending_bytes(), owner.pending_bytes());
-    assert!(offline.append(Provider::Cloud, b"y").is_err());
+    assert!(offline.append(&Origin::Cloud, b"y").is_err());
     assert!(offline.claim_for_replay().is_err());
     assert_eq!(bodies(&dir.path().join(ACTIVE)), [b"x".to_vec()]);
 }
@@ -100,7 +107,7 @@ fn retained_records_are_picked_up_by_the_next_claim() {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path()).unwrap();
     let kept = [SpoolRecord {
-        provider: Provider::Wasender,
+        origin: gateway(),
         body: b"again".to_vec(),
     }];
     let path = spool.retain(&kept).unwrap();
@@ -116,10 +123,10 @@ fn directory_is_private_and_files_are_owner_only() {
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("a/spool");
     let spool = Spool::open(&dir).unwrap();
-    spool.append(Provider::Cloud, b"x").unwrap();
+    spool.append(&Origin::Cloud, b"x").unwrap();
     spool
         .retain(&[SpoolRecord {
-            provider: Provider::Cloud,
+            origin: Origin::Cloud,
             body: b"y".to_vec(),
         }])
         .unwrap();

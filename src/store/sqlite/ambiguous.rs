@@ -125,15 +125,16 @@ async fn target(
 ) -> Result<Option<Target>, StoreError> {
     // Two shapes of the same statement so each uses its index (an OR would scan the ledger).
     let sql = if send.is_some() {
-        "SELECT id, inbound_id, state, attempts FROM ledger WHERE id = ?"
+        "SELECT id, inbound_id, state, attempts FROM ledger WHERE id = ? AND provider = ?"
     } else {
-        "SELECT id, inbound_id, state, attempts FROM ledger WHERE outbound_id = ?"
+        "SELECT id, inbound_id, state, attempts FROM ledger WHERE outbound_id = ? AND provider = ?"
     };
     let query = sqlx::query(sql);
     let query = match send {
         Some(send) => query.bind(send.ledger_id),
         None => query.bind(status.message_id.as_str()),
-    };
+    }
+    .bind(status.provider.as_str());
     let Some(row) = query.fetch_optional(&mut **tx).await? else {
         return Ok(None);
     };
@@ -154,8 +155,10 @@ async fn target(
 
 /// Is this the first status stored for its outbound message (it was inserted just before)?
 async fn first_sight(tx: &mut Tx<'_>, status: &StatusUpdate) -> Result<bool, StoreError> {
-    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM statuses WHERE message_id = ?")
-        .bind(status.message_id.as_str())
+    let seen: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM statuses WHERE provider = ? AND message_id = ?")
+            .bind(status.provider.as_str())
+            .bind(status.message_id.as_str())
         .fetch_one(&mut **tx)
         .await?;
     Ok(seen <= 1)
@@ -175,6 +178,7 @@ impl SqliteStore {
             "SELECT l.id, l.inbound_id, l.attempts,
                     EXISTS (SELECT 1 FROM ledger e INDEXED BY ledger_confirmed_by_number
                             WHERE e.phone_number_id = l.phone_number_id
+                              AND e.provider = l.provider
                               AND e.claimed_at_ms > l.claimed_at_ms
                               AND e.confirmed_at_ms IS NOT NULL) AS later_confirmed
              FROM ledger l JOIN inbound_messages m ON m.id = l.inbound_id
@@ -233,8 +237,8 @@ async fn send_again(
     // Counted as a retry (attempts > 0): a later message of the conversation waits behind it
     // even while it is not yet due.
     sqlx::query(
-        "INSERT INTO jobs (inbound_id, phone_number_id, wa_id, payload_ts, attempts, run_at_ms, created_at_ms)
-         SELECT id, phone_number_id, wa_id, payload_ts, max(?1, 1), ?2, ?2 FROM inbound_messages WHERE id = ?3
+        "INSERT INTO jobs (inbound_id, provider, phone_number_id, wa_id, payload_ts, attempts, run_at_ms, created_at_ms)
+         SELECT id, provider, phone_number_id, wa_id, payload_ts, max(?1, 1), ?2, ?2 FROM inbound_messages WHERE id = ?3
          ON CONFLICT (inbound_id) DO NOTHING",
     )
     .bind(attempts)

@@ -18,7 +18,9 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::SqliteStore;
-use crate::domain::{ConversationMode, DeliveryStatus, LedgerState, Outcome, PhoneNumberId, WaId};
+use crate::domain::{
+    ConversationKey, ConversationMode, DeliveryStatus, LedgerState, Outcome, Provider,
+};
 use crate::store::StoreError;
 use crate::store::conversations::{
     ConversationDetail, ConversationSummary, DeliveryRecord, RECENT_SCAN_ROWS, TimelineEntry,
@@ -29,59 +31,64 @@ use crate::store::conversations::{
 /// an operator acted on before the contact ever wrote. `?1` = mode filter or NULL, `?2` = limit.
 const LIST_ALL_SQL: &str = "
 SELECT * FROM (
-    SELECT k.phone_number_id, k.wa_id, k.display_name, coalesce(c.mode, 'bot') AS mode, c.taken_by,
-           c.escalation_reason, k.opted_out, k.last_inbound_ts,
+    SELECT k.provider, k.phone_number_id, k.wa_id, k.display_name, coalesce(c.mode, 'bot') AS mode,
+           c.taken_by, c.escalation_reason, k.opted_out, k.last_inbound_ts,
            max(k.updated_at_ms, coalesce(c.updated_at_ms, 0)) AS activity_ms
     FROM contacts k
-    LEFT JOIN conversations c ON c.phone_number_id = k.phone_number_id AND c.wa_id = k.wa_id
+    LEFT JOIN conversations c
+        ON c.provider = k.provider AND c.phone_number_id = k.phone_number_id AND c.wa_id = k.wa_id
     UNION ALL
-    SELECT c.phone_number_id, c.wa_id, NULL, c.mode, c.taken_by, c.escalation_reason, 0, NULL,
-           c.updated_at_ms
+    SELECT c.provider, c.phone_number_id, c.wa_id, NULL, c.mode, c.taken_by, c.escalation_reason, 0,
+           NULL, c.updated_at_ms
     FROM conversations c
     WHERE NOT EXISTS (SELECT 1 FROM contacts k
-                      WHERE k.phone_number_id = c.phone_number_id AND k.wa_id = c.wa_id))
+                      WHERE k.provider = c.provider AND k.phone_number_id = c.phone_number_id
+                        AND k.wa_id = c.wa_id))
 WHERE ?1 IS NULL OR mode = ?1
-ORDER BY activity_ms DESC, phone_number_id, wa_id
+ORDER BY activity_ms DESC, provider, phone_number_id, wa_id
 LIMIT ?2";
 
 /// Operator and escalated conversations always have a conversations row: read only that table.
 const LIST_HELD_SQL: &str = "
-SELECT c.phone_number_id, c.wa_id, k.display_name, c.mode, c.taken_by, c.escalation_reason,
-       coalesce(k.opted_out, 0) AS opted_out, k.last_inbound_ts,
+SELECT c.provider, c.phone_number_id, c.wa_id, k.display_name, c.mode, c.taken_by,
+       c.escalation_reason, coalesce(k.opted_out, 0) AS opted_out, k.last_inbound_ts,
        max(c.updated_at_ms, coalesce(k.updated_at_ms, 0)) AS activity_ms
 FROM conversations c
-LEFT JOIN contacts k ON k.phone_number_id = c.phone_number_id AND k.wa_id = c.wa_id
+LEFT JOIN contacts k
+    ON k.provider = c.provider AND k.phone_number_id = c.phone_number_id AND k.wa_id = c.wa_id
 WHERE c.mode = ?1
-ORDER BY activity_ms DESC, c.phone_number_id, c.wa_id
+ORDER BY activity_ms DESC, c.provider, c.phone_number_id, c.wa_id
 LIMIT ?2";
 
 /// One conversation by key; always one row, `known` = 0 when neither side has it.
 const ONE_SQL: &str = "
-SELECT ?1 AS phone_number_id, ?2 AS wa_id, k.display_name, coalesce(c.mode, 'bot') AS mode,
+SELECT ?3 AS provider, ?1 AS phone_number_id, ?2 AS wa_id, k.display_name, coalesce(c.mode, 'bot') AS mode,
        c.taken_by, c.escalation_reason, coalesce(k.opted_out, 0) AS opted_out, k.last_inbound_ts,
        max(coalesce(k.updated_at_ms, 0), coalesce(c.updated_at_ms, 0)) AS activity_ms,
        (k.wa_id IS NOT NULL OR c.wa_id IS NOT NULL) AS known
 FROM (SELECT 1)
-LEFT JOIN contacts k ON k.phone_number_id = ?1 AND k.wa_id = ?2
-LEFT JOIN conversations c ON c.phone_number_id = ?1 AND c.wa_id = ?2";
+LEFT JOIN contacts k ON k.provider = ?3 AND k.phone_number_id = ?1 AND k.wa_id = ?2
+LEFT JOIN conversations c ON c.provider = ?3 AND c.phone_number_id = ?1 AND c.wa_id = ?2";
 
 /// The newest `?3` messages of a conversation, found without a per-conversation index on
 /// `inbound_messages`: answered ones through the ledger, queued ones through the jobs, pending
 /// ones through `inbound_pending`, and the rest (silences) in the rowid range above `?4`.
 const TIMELINE_SQL: &str = "
 WITH ids(id) AS (
-    SELECT * FROM (SELECT inbound_id FROM ledger WHERE phone_number_id = ?1 AND wa_id = ?2
+    SELECT * FROM (SELECT inbound_id FROM ledger
+                   WHERE phone_number_id = ?1 AND wa_id = ?2 AND provider = ?5
                    ORDER BY inbound_id DESC LIMIT ?3)
     UNION
-    SELECT * FROM (SELECT inbound_id FROM jobs WHERE phone_number_id = ?1 AND wa_id = ?2
+    SELECT * FROM (SELECT inbound_id FROM jobs
+                   WHERE phone_number_id = ?1 AND wa_id = ?2 AND provider = ?5
                    ORDER BY inbound_id DESC LIMIT ?3)
     UNION
     SELECT * FROM (SELECT id FROM inbound_messages
-                   WHERE outcome IS NULL AND phone_number_id = ?1 AND wa_id = ?2
+                   WHERE outcome IS NULL AND phone_number_id = ?1 AND wa_id = ?2 AND provider = ?5
                    ORDER BY id DESC LIMIT ?3)
     UNION
     SELECT * FROM (SELECT id FROM inbound_messages
-                   WHERE id > ?4 AND phone_number_id = ?1 AND wa_id = ?2
+                   WHERE id > ?4 AND phone_number_id = ?1 AND wa_id = ?2 AND provider = ?5
                    ORDER BY id DESC LIMIT ?3)
 ),
 page AS (SELECT id FROM ids ORDER BY id DESC LIMIT ?3)
@@ -94,7 +101,7 @@ ORDER BY m.payload_ts, m.id";
 
 const STATUSES_SQL: &str = "
 SELECT message_id, status, payload_ts, error_code FROM statuses
-WHERE message_id IN (SELECT value FROM json_each(?1))";
+WHERE message_id IN (SELECT value FROM json_each(?1)) AND provider = ?2";
 
 impl SqliteStore {
     pub async fn conversations(
@@ -116,15 +123,15 @@ impl SqliteStore {
 
     pub async fn conversation(
         &self,
-        phone_number_id: &PhoneNumberId,
-        wa_id: &WaId,
+        key: &ConversationKey,
         limit: i64,
     ) -> Result<Option<ConversationDetail>, StoreError> {
         // One read transaction: the summary, the timeline and the statuses are one snapshot.
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(ONE_SQL)
-            .bind(phone_number_id.as_str())
-            .bind(wa_id.as_str())
+            .bind(key.phone_number_id.as_str())
+            .bind(key.wa_id.as_str())
+            .bind(key.provider.as_str())
             .fetch_one(&mut *tx)
             .await?;
         if !row.get::<bool, _>("known") {
@@ -136,10 +143,11 @@ impl SqliteStore {
             .await?;
         let horizon = newest.saturating_sub(RECENT_SCAN_ROWS);
         let rows = sqlx::query(TIMELINE_SQL)
-            .bind(phone_number_id.as_str())
-            .bind(wa_id.as_str())
+            .bind(key.phone_number_id.as_str())
+            .bind(key.wa_id.as_str())
             .bind(limit)
             .bind(horizon)
+            .bind(key.provider.as_str())
             .fetch_all(&mut *tx)
             .await?;
         let oldest_shown = rows.iter().map(|r| r.get::<i64, _>("id")).min();
@@ -148,7 +156,7 @@ impl SqliteStore {
             || (i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit
                 && oldest_shown.is_some_and(|id| id > horizon));
         let mut timeline = rows.iter().map(entry_from).collect::<Result<Vec<_>, _>>()?;
-        let mut statuses = statuses_of(&mut tx, &timeline).await?;
+        let mut statuses = statuses_of(&mut tx, key.provider, &timeline).await?;
         for reply in timeline.iter_mut().filter_map(|e| e.reply.as_mut()) {
             if let Some(id) = &reply.outbound_id {
                 reply.statuses = statuses.remove(id).unwrap_or_default();
@@ -167,6 +175,7 @@ impl SqliteStore {
 /// statuses happened (payload time, then the forward ladder for equal times).
 async fn statuses_of(
     tx: &mut super::Tx<'_>,
+    provider: Provider,
     timeline: &[TimelineEntry],
 ) -> Result<HashMap<String, Vec<DeliveryRecord>>, StoreError> {
     let ids: Vec<&str> = timeline
@@ -180,6 +189,7 @@ async fn statuses_of(
     let ids = serde_json::to_string(&ids).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let rows = sqlx::query(STATUSES_SQL)
         .bind(ids)
+        .bind(provider.as_str())
         .fetch_all(&mut **tx)
         .await?;
     for row in rows {
@@ -200,7 +210,10 @@ async fn statuses_of(
 
 fn summary_from(row: &SqliteRow) -> Result<ConversationSummary, StoreError> {
     let mode: &str = row.get("mode");
+    let provider: &str = row.get("provider");
     Ok(ConversationSummary {
+        provider: Provider::parse(provider)
+            .ok_or_else(|| StoreError::Corrupt(format!("conversation provider `{provider}`")))?,
         phone_number_id: row.get("phone_number_id"),
         wa_id: row.get("wa_id"),
         display_name: row.get("display_name"),

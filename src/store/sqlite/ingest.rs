@@ -9,7 +9,7 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::{Tx, corrupt, high_water_mark};
 use crate::domain::keywords::KeywordAction;
-use crate::domain::{DeliveryStatus, InboundMessage, Provider, StatusUpdate};
+use crate::domain::{DeliveryStatus, InboundMessage, Origin, StatusUpdate};
 use crate::store::{IngestReport, IngestUnit, StoreError};
 
 /// Set-based: each table gets one statement per batch whatever the batch size, because per-row
@@ -19,7 +19,7 @@ pub(super) async fn ingest_batch(
     writer: &SqlitePool,
     units: &[IngestUnit],
     now_ms: i64,
-    human_reply_takeover: bool,
+    options: &IngestOptions,
 ) -> Result<Vec<IngestReport>, StoreError> {
     let mut reports = vec![IngestReport::default(); units.len()];
     // IMMEDIATE takes the write lock up front: no other writer, in this process or another,
@@ -59,8 +59,8 @@ pub(super) async fn ingest_batch(
     if !new_messages.is_empty() {
         // One reply job per new inbound message, in the same transaction as the message.
         sqlx::query(
-            "INSERT INTO jobs (inbound_id, phone_number_id, wa_id, payload_ts, run_at_ms, created_at_ms)
-             SELECT id, phone_number_id, wa_id, payload_ts, ?1, ?1 FROM inbound_messages WHERE id > ?2 ORDER BY id",
+            "INSERT INTO jobs (inbound_id, provider, phone_number_id, wa_id, payload_ts, run_at_ms, created_at_ms)
+             SELECT id, provider, phone_number_id, wa_id, payload_ts, ?1, ?1 FROM inbound_messages WHERE id > ?2 ORDER BY id",
         )
         .bind(now_ms)
         .bind(before)
@@ -68,10 +68,10 @@ pub(super) async fn ingest_batch(
         .await?;
         // The window anchor: newest payload timestamp wins, whatever the arrival order.
         sqlx::query(
-            "INSERT INTO contacts (phone_number_id, wa_id, last_inbound_ts, updated_at_ms)
-             SELECT phone_number_id, wa_id, max(payload_ts), ?1 FROM inbound_messages WHERE id > ?2
-             GROUP BY phone_number_id, wa_id
-             ON CONFLICT (phone_number_id, wa_id) DO UPDATE SET
+            "INSERT INTO contacts (provider, phone_number_id, wa_id, last_inbound_ts, updated_at_ms)
+             SELECT provider, phone_number_id, wa_id, max(payload_ts), ?1 FROM inbound_messages WHERE id > ?2
+             GROUP BY provider, phone_number_id, wa_id
+             ON CONFLICT (provider, phone_number_id, wa_id) DO UPDATE SET
                  last_inbound_ts = max(coalesce(contacts.last_inbound_ts, 0), excluded.last_inbound_ts),
                  updated_at_ms = excluded.updated_at_ms",
         )
@@ -82,6 +82,7 @@ pub(super) async fn ingest_batch(
     }
     update_display_names(&mut tx, units, now_ms).await?;
     apply_keywords(&mut tx, units, &new_messages, now_ms).await?;
+    super::sessions::apply_session_events(&mut tx, units, now_ms, options.session_probe_ms).await?;
 
     let statuses: Vec<(usize, &StatusUpdate)> = units
         .iter()
@@ -91,6 +92,7 @@ pub(super) async fn ingest_batch(
     let mut new_statuses = insert_statuses(&mut tx, &statuses, now_ms).await?;
     for &(unit, s) in &statuses {
         if new_statuses.remove(&(
+            s.provider.as_str().to_owned(),
             s.message_id.as_str().to_owned(),
             s.status.as_str().to_owned(),
         )) {
@@ -98,7 +100,7 @@ pub(super) async fn ingest_batch(
             let found = super::ambiguous::match_status(&mut tx, s, now_ms).await?;
             reports[unit].ambiguous_confirmed += u64::from(found.confirmed_ambiguous);
             reports[unit].double_sends += u64::from(found.double_send);
-            if !found.ours && human_reply_takeover {
+            if !found.ours && options.human_reply_takeover {
                 take_over_for_a_human_reply(&mut tx, s, now_ms).await?;
             }
         } else {
@@ -112,7 +114,7 @@ pub(super) async fn ingest_batch(
         for item in &unit.notification.rejected {
             report.dead_letters += insert_dead_letter(
                 &mut tx,
-                unit.provider,
+                &unit.origin,
                 "malformed_item",
                 &item.error,
                 item.raw.as_bytes(),
@@ -123,7 +125,7 @@ pub(super) async fn ingest_batch(
         if let Some(payload) = &unit.undecodable {
             report.dead_letters += insert_dead_letter(
                 &mut tx,
-                unit.provider,
+                &unit.origin,
                 payload.error.code(),
                 &payload.error.to_string(),
                 &payload.raw,
@@ -151,11 +153,19 @@ pub(super) async fn ingest_batch(
     Ok(reports)
 }
 
-fn json_rows<T: Serialize>(rows: &[T]) -> String {
+/// The store settings the ingest transaction applies.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct IngestOptions {
+    pub human_reply_takeover: bool,
+    /// When a gateway session that reported itself gone is first probed.
+    pub session_probe_ms: i64,
+}
+
+pub(super) fn json_rows<T: Serialize>(rows: &[T]) -> String {
     serde_json::to_string(rows).expect("plain rows serialise")
 }
 
-/// Rows per multi-row INSERT: 9 parameters each, well under SQLite's 32,766-parameter limit.
+/// Rows per multi-row INSERT: 10 parameters each, well under SQLite's 32,766-parameter limit.
 const INBOUND_ROWS_PER_STATEMENT: usize = 1000;
 
 /// Inserts the messages not seen before (a seen one is skipped by the unique key).
@@ -168,13 +178,14 @@ async fn insert_inbound(
     for chunk in messages.chunks(INBOUND_ROWS_PER_STATEMENT) {
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO inbound_messages
-                 (provider, message_id, phone_number_id, wa_id, kind, body, payload_ts, received_at_ms, raw) ",
+                 (provider, message_id, phone_number_id, wa_id, group_id, kind, body, payload_ts, received_at_ms, raw) ",
         );
         insert.push_values(chunk, |mut row, (_, m)| {
             row.push_bind(m.provider.as_str())
                 .push_bind(m.id.as_str())
                 .push_bind(m.phone_number_id.as_str())
                 .push_bind(m.from.as_str())
+                .push_bind(m.group.as_ref().map(|g| g.as_str()))
                 .push_bind(m.kind.as_str())
                 .push_bind(m.text.as_deref())
                 .push_bind(m.timestamp)
@@ -206,16 +217,17 @@ async fn apply_keywords(
     }
     hits.sort_by_key(|(m, _)| m.timestamp);
     for (m, action) in hits {
-        let (phone, wa) = (m.phone_number_id.as_str(), m.from.as_str());
+        let (provider, phone, wa) = (m.provider.as_str(), m.phone_number_id.as_str(), m.from.as_str());
         match action {
             KeywordAction::OptOut | KeywordAction::OptIn => {
                 sqlx::query(
                     "UPDATE contacts SET opted_out = ?, consent_ts = ?, updated_at_ms = ?
-                     WHERE phone_number_id = ? AND wa_id = ? AND coalesce(consent_ts, 0) <= ? AND opted_out != ?",
+                     WHERE provider = ? AND phone_number_id = ? AND wa_id = ? AND coalesce(consent_ts, 0) <= ? AND opted_out != ?",
                 )
                 .bind(action == KeywordAction::OptOut)
                 .bind(m.timestamp)
                 .bind(now_ms)
+                .bind(provider)
                 .bind(phone)
                 .bind(wa)
                 .bind(m.timestamp)
@@ -225,9 +237,9 @@ async fn apply_keywords(
             }
             KeywordAction::Escalate => {
                 sqlx::query(
-                    "INSERT INTO conversations (phone_number_id, wa_id, mode, escalation_reason, updated_at_ms)
-                     VALUES (?1, ?2, 'escalated', ?3, ?4)
-                     ON CONFLICT (phone_number_id, wa_id) DO UPDATE SET mode = 'escalated',
+                    "INSERT INTO conversations (phone_number_id, wa_id, mode, escalation_reason, updated_at_ms, provider)
+                     VALUES (?1, ?2, 'escalated', ?3, ?4, ?5)
+                     ON CONFLICT (provider, phone_number_id, wa_id) DO UPDATE SET mode = 'escalated',
                          escalation_reason = excluded.escalation_reason, updated_at_ms = excluded.updated_at_ms
                      WHERE conversations.mode = 'bot'",
                 )
@@ -235,6 +247,7 @@ async fn apply_keywords(
                 .bind(wa)
                 .bind(format!("asked for a person: {}", m.text.as_deref().unwrap_or("")))
                 .bind(now_ms)
+                .bind(provider)
                 .execute(&mut **tx)
                 .await?;
             }
@@ -251,16 +264,17 @@ async fn update_display_names(
 ) -> Result<(), StoreError> {
     #[derive(Serialize)]
     struct Row<'a> {
+        p: &'a str,
         n: &'a str,
         w: &'a str,
         d: &'a str,
     }
-    let names: BTreeMap<(&str, &str), &str> = units
+    let names: BTreeMap<(&str, &str, &str), &str> = units
         .iter()
         .flat_map(|u| &u.notification.contacts)
         .filter_map(|c| {
             Some((
-                (c.phone_number_id.as_str(), c.wa_id.as_str()),
+                (c.provider.as_str(), c.phone_number_id.as_str(), c.wa_id.as_str()),
                 c.name.as_deref()?,
             ))
         })
@@ -270,12 +284,12 @@ async fn update_display_names(
     }
     let rows: Vec<Row> = names
         .into_iter()
-        .map(|((n, w), d)| Row { n, w, d })
+        .map(|((p, n, w), d)| Row { p, n, w, d })
         .collect();
     sqlx::query(
-        "INSERT INTO contacts (phone_number_id, wa_id, display_name, updated_at_ms)
-         SELECT j.value ->> 'n', j.value ->> 'w', j.value ->> 'd', ?1 FROM json_each(?2) AS j WHERE true
-         ON CONFLICT (phone_number_id, wa_id) DO UPDATE SET display_name = excluded.display_name
+        "INSERT INTO contacts (provider, phone_number_id, wa_id, display_name, updated_at_ms)
+         SELECT j.value ->> 'p', j.value ->> 'n', j.value ->> 'w', j.value ->> 'd', ?1 FROM json_each(?2) AS j WHERE true
+         ON CONFLICT (provider, phone_number_id, wa_id) DO UPDATE SET display_name = excluded.display_name
          WHERE contacts.display_name IS NOT excluded.display_name",
     )
     .bind(now_ms)
@@ -285,12 +299,12 @@ async fn update_display_names(
     Ok(())
 }
 
-/// Inserts statuses not seen before; returns the new (message id, status) pairs.
+/// Inserts statuses not seen before; returns the new (provider, message id, status) triples.
 async fn insert_statuses(
     tx: &mut Tx<'_>,
     statuses: &[(usize, &StatusUpdate)],
     now_ms: i64,
-) -> Result<HashSet<(String, String)>, StoreError> {
+) -> Result<HashSet<(String, String, String)>, StoreError> {
     #[derive(Serialize)]
     struct Row<'a> {
         m: &'a str,
@@ -327,14 +341,14 @@ async fn insert_statuses(
          SELECT j.value ->> 'm', j.value ->> 's', j.value ->> 'p', j.value ->> 'n', j.value ->> 'r',
                 j.value ->> 't', j.value ->> 'c', j.value ->> 'e', j.value ->> 'x', ?1
          FROM json_each(?2) AS j WHERE true
-         ON CONFLICT (message_id, status) DO NOTHING",
+         ON CONFLICT (provider, message_id, status) DO NOTHING",
     )
     .bind(now_ms)
     .bind(json_rows(&rows))
     .execute(&mut **tx)
     .await?;
     let new_keys: String = sqlx::query_scalar(
-        "SELECT json_group_array(json_array(message_id, status)) FROM statuses WHERE rowid > ?",
+        "SELECT json_group_array(json_array(provider, message_id, status)) FROM statuses WHERE rowid > ?",
     )
     .bind(before)
     .fetch_one(&mut **tx)
@@ -360,15 +374,16 @@ async fn take_over_for_a_human_reply(
         return Ok(());
     };
     sqlx::query(
-        "INSERT INTO conversations (phone_number_id, wa_id, mode, taken_by, updated_at_ms)
-         VALUES (?1, ?2, 'operator', 'another tool', ?3)
-         ON CONFLICT (phone_number_id, wa_id) DO UPDATE SET mode = 'operator',
+        "INSERT INTO conversations (phone_number_id, wa_id, mode, taken_by, updated_at_ms, provider)
+         VALUES (?1, ?2, 'operator', 'another tool', ?3, ?4)
+         ON CONFLICT (provider, phone_number_id, wa_id) DO UPDATE SET mode = 'operator',
              taken_by = coalesce(conversations.taken_by, 'another tool'), updated_at_ms = excluded.updated_at_ms
          WHERE conversations.mode IN ('bot', 'operator')",
     )
     .bind(status.phone_number_id.as_str())
     .bind(recipient.trim_start_matches('+'))
     .bind(now_ms)
+    .bind(status.provider.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -400,19 +415,25 @@ async fn insert_platform_errors(
 /// Returns 1 when a new dead letter was written, 0 when the same content was already kept.
 async fn insert_dead_letter(
     tx: &mut Tx<'_>,
-    provider: Provider,
+    origin: &Origin,
     error: &str,
     detail: &str,
     raw: &[u8],
     now_ms: i64,
 ) -> Result<u64, StoreError> {
-    let dedup_key = format!("{error}:{}", hex::encode(Sha256::digest(raw)));
+    let digest = hex::encode(Sha256::digest(raw));
+    // The same bytes from two gateway sessions are two deliveries.
+    let dedup_key = match origin.session() {
+        None => format!("{error}:{digest}"),
+        Some(session) => format!("{error}:{session}:{digest}"),
+    };
     let done = sqlx::query(
-        "INSERT INTO dead_letters (kind, provider, error, detail, raw, dedup_key, created_at_ms)
-         VALUES ('payload', ?, ?, ?, ?, ?, ?)
+        "INSERT INTO dead_letters (kind, provider, session_id, error, detail, raw, dedup_key, created_at_ms)
+         VALUES ('payload', ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (dedup_key) DO NOTHING",
     )
-    .bind(provider.as_str())
+    .bind(origin.provider().as_str())
+    .bind(origin.session().map(|s| s.as_str()))
     .bind(error)
     .bind(detail)
     .bind(raw)

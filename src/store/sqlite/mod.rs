@@ -12,6 +12,7 @@ mod conversations;
 mod ingest;
 mod operators;
 mod replies;
+mod sessions;
 mod sweep;
 mod sweep_candidates;
 
@@ -21,7 +22,7 @@ use super::{
     ContactRecord, DeadLetter, IngestReport, IngestUnit, MessageRecord, ReplyRecord, StoreError,
     StoreOptions, Summary,
 };
-use crate::domain::{LedgerState, Outcome, Provider, ResolvedBy};
+use crate::domain::{ConversationKey, GroupPolicy, LedgerState, Outcome, Provider, ResolvedBy};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -35,7 +36,9 @@ pub struct SqliteStore {
     /// The reply pipeline's small writes, batched into shared transactions on `writer`.
     batch: batch::Batcher,
     page_limit: std::sync::Arc<connection::PageLimit>,
-    human_reply_takeover: bool,
+    ingest: ingest::IngestOptions,
+    /// Which channels answer in groups: read into every gate snapshot.
+    groups: GroupPolicy,
 }
 
 impl SqliteStore {
@@ -51,7 +54,12 @@ impl SqliteStore {
             pool: reader,
             batch,
             page_limit,
-            human_reply_takeover: options.human_reply_takeover,
+            ingest: ingest::IngestOptions {
+                human_reply_takeover: options.human_reply_takeover,
+                session_probe_ms: i64::try_from(options.session_probe_interval.as_millis())
+                    .unwrap_or(i64::MAX),
+            },
+            groups: options.group_policy.clone(),
         })
     }
 
@@ -136,7 +144,7 @@ impl SqliteStore {
         units: &[IngestUnit],
         now_ms: i64,
     ) -> Result<Vec<IngestReport>, StoreError> {
-        ingest::ingest_batch(&self.writer, units, now_ms, self.human_reply_takeover).await
+        ingest::ingest_batch(&self.writer, units, now_ms, &self.ingest).await
     }
 
     pub async fn message(&self, message_id: &str) -> Result<Option<MessageRecord>, StoreError> {
@@ -184,14 +192,15 @@ impl SqliteStore {
 
     pub async fn contact(
         &self,
-        phone_number_id: &str,
-        wa_id: &str,
+        key: &ConversationKey,
     ) -> Result<Option<ContactRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT display_name, last_inbound_ts, opted_out FROM contacts WHERE phone_number_id = ? AND wa_id = ?",
+            "SELECT display_name, last_inbound_ts, opted_out FROM contacts
+             WHERE provider = ? AND phone_number_id = ? AND wa_id = ?",
         )
-        .bind(phone_number_id)
-        .bind(wa_id)
+        .bind(key.provider.as_str())
+        .bind(key.phone_number_id.as_str())
+        .bind(key.wa_id.as_str())
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|row| ContactRecord {
@@ -270,7 +279,7 @@ impl SqliteStore {
         with_raw: bool,
     ) -> Result<Vec<DeadLetter>, StoreError> {
         let rows = sqlx::query(
-            "SELECT d.id, d.kind, d.provider, m.message_id, d.error, d.detail, d.state, d.attempts,
+            "SELECT d.id, d.kind, d.provider, d.session_id, m.message_id, d.error, d.detail, d.state, d.attempts,
                     d.created_at_ms, CASE WHEN ?3 THEN d.raw END AS raw, length(d.raw) AS raw_bytes
              FROM dead_letters d LEFT JOIN inbound_messages m ON m.id = d.inbound_id
              WHERE (?1 IS NULL AND d.state = 'open') OR d.id = ?1 ORDER BY d.id DESC LIMIT ?2",
@@ -286,6 +295,7 @@ impl SqliteStore {
                 id: row.get("id"),
                 kind: row.get("kind"),
                 provider: row.get("provider"),
+                session_id: row.get("session_id"),
                 message_id: row.get("message_id"),
                 error: row.get("error"),
                 detail: row.get("detail"),

@@ -1,26 +1,47 @@
-//! Operator-facing writes: paused numbers (send holds), consent and conversation modes, idle
-//! takeovers, and the dead-letter queue's replay and discard.
+//! Operator-facing writes: paused channels (send holds), consent and conversation modes, idle
+//! takeovers, and the dead-letter queue's replay and discard. Every key carries its provider.
 
 use sqlx::Row;
 
-use super::SqliteStore;
 use super::replies::begin;
+use super::{SqliteStore, Tx};
 use crate::domain::gates::ConversationMode;
+use crate::domain::{Channel, ConversationKey, PhoneNumberId, Provider};
 use crate::store::{DeadLetter, DeadLetterAction, SendHold, StoreError};
+
+/// A held channel's jobs that were put off until its next probe become due now.
+pub(super) async fn make_waiting_jobs_due(
+    tx: &mut Tx<'_>,
+    provider: &str,
+    channel_id: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE jobs SET run_at_ms = ?1
+         WHERE provider = ?2 AND phone_number_id = ?3 AND state = 'available' AND run_at_ms > ?1",
+    )
+    .bind(now_ms)
+    .bind(provider)
+    .bind(channel_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 impl SqliteStore {
     pub async fn hold_sends(
         &self,
-        phone_number_id: &str,
+        channel: &Channel,
         error_code: &str,
         now_ms: i64,
         next_probe_ms: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO send_holds (phone_number_id, error_code, since_ms, next_probe_ms) VALUES (?, ?, ?, ?)
-             ON CONFLICT (phone_number_id) DO UPDATE SET error_code = excluded.error_code, next_probe_ms = excluded.next_probe_ms",
+            "INSERT INTO send_holds (provider, phone_number_id, error_code, since_ms, next_probe_ms) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (provider, phone_number_id) DO UPDATE SET error_code = excluded.error_code, next_probe_ms = excluded.next_probe_ms",
         )
-        .bind(phone_number_id)
+        .bind(channel.provider.as_str())
+        .bind(channel.id.as_str())
         .bind(error_code)
         .bind(now_ms)
         .bind(next_probe_ms)
@@ -29,32 +50,43 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Every hold, failing closed: a row whose provider or channel id cannot be read is an error,
+    /// never a hold silently dropped (that would let its sends through).
     pub async fn send_holds(&self) -> Result<Vec<SendHold>, StoreError> {
-        let rows = sqlx::query("SELECT phone_number_id, error_code, since_ms, next_probe_ms FROM send_holds ORDER BY phone_number_id")
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| SendHold {
-                phone_number_id: r.get("phone_number_id"),
-                error_code: r.get("error_code"),
-                since_ms: r.get("since_ms"),
-                next_probe_ms: r.get("next_probe_ms"),
+        let rows = sqlx::query(
+            "SELECT provider, phone_number_id, error_code, since_ms, next_probe_ms FROM send_holds
+             ORDER BY provider, phone_number_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let provider: String = r.try_get("provider")?;
+                let id: String = r.try_get("phone_number_id")?;
+                let unreadable = || {
+                    StoreError::Corrupt(format!("send hold `{provider}`/`{id}` is unreadable"))
+                };
+                Ok(SendHold {
+                    channel: Channel::new(
+                        Provider::parse(&provider).ok_or_else(unreadable)?,
+                        PhoneNumberId::parse(id.clone()).map_err(|_| unreadable())?,
+                    ),
+                    error_code: r.try_get("error_code")?,
+                    since_ms: r.try_get("since_ms")?,
+                    next_probe_ms: r.try_get("next_probe_ms")?,
+                })
             })
-            .collect())
+            .collect()
     }
 
-    pub async fn lift_hold(&self, phone_number_id: &str, now_ms: i64) -> Result<(), StoreError> {
+    pub async fn lift_hold(&self, channel: &Channel, now_ms: i64) -> Result<(), StoreError> {
         let mut tx = begin(&self.writer).await?;
-        sqlx::query("DELETE FROM send_holds WHERE phone_number_id = ?")
-            .bind(phone_number_id)
+        sqlx::query("DELETE FROM send_holds WHERE provider = ? AND phone_number_id = ?")
+            .bind(channel.provider.as_str())
+            .bind(channel.id.as_str())
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE jobs SET run_at_ms = ? WHERE phone_number_id = ? AND state = 'available' AND run_at_ms > ?")
-            .bind(now_ms)
-            .bind(phone_number_id)
-            .bind(now_ms)
-            .execute(&mut *tx)
+        make_waiting_jobs_due(&mut tx, channel.provider.as_str(), channel.id.as_str(), now_ms)
             .await?;
         tx.commit().await?;
         Ok(())
@@ -78,17 +110,17 @@ impl SqliteStore {
 
     pub async fn set_opted_out(
         &self,
-        phone_number_id: &str,
-        wa_id: &str,
+        key: &ConversationKey,
         opted_out: bool,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO contacts (phone_number_id, wa_id, opted_out, updated_at_ms) VALUES (?, ?, ?, ?)
-             ON CONFLICT (phone_number_id, wa_id) DO UPDATE SET opted_out = excluded.opted_out, updated_at_ms = excluded.updated_at_ms",
+            "INSERT INTO contacts (provider, phone_number_id, wa_id, opted_out, updated_at_ms) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (provider, phone_number_id, wa_id) DO UPDATE SET opted_out = excluded.opted_out, updated_at_ms = excluded.updated_at_ms",
         )
-        .bind(phone_number_id)
-        .bind(wa_id)
+        .bind(key.provider.as_str())
+        .bind(key.phone_number_id.as_str())
+        .bind(key.wa_id.as_str())
         .bind(opted_out)
         .bind(now_ms)
         .execute(&self.writer)
@@ -98,8 +130,7 @@ impl SqliteStore {
 
     pub async fn set_conversation_mode(
         &self,
-        phone_number_id: &str,
-        wa_id: &str,
+        key: &ConversationKey,
         mode: ConversationMode,
         note: Option<&str>,
         now_ms: i64,
@@ -110,13 +141,14 @@ impl SqliteStore {
             ConversationMode::Bot => (None, None),
         };
         sqlx::query(
-            "INSERT INTO conversations (phone_number_id, wa_id, mode, taken_by, escalation_reason, updated_at_ms)
-             VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT (phone_number_id, wa_id) DO UPDATE SET mode = excluded.mode, taken_by = excluded.taken_by,
+            "INSERT INTO conversations (provider, phone_number_id, wa_id, mode, taken_by, escalation_reason, updated_at_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (provider, phone_number_id, wa_id) DO UPDATE SET mode = excluded.mode, taken_by = excluded.taken_by,
                  escalation_reason = excluded.escalation_reason, updated_at_ms = excluded.updated_at_ms",
         )
-        .bind(phone_number_id)
-        .bind(wa_id)
+        .bind(key.provider.as_str())
+        .bind(key.phone_number_id.as_str())
+        .bind(key.wa_id.as_str())
         .bind(mode.as_str())
         .bind(taken_by)
         .bind(reason)
@@ -175,8 +207,8 @@ impl SqliteStore {
                         .execute(&mut *tx)
                         .await?;
                     sqlx::query(
-                        "INSERT INTO jobs (inbound_id, phone_number_id, wa_id, payload_ts, run_at_ms, created_at_ms)
-                         SELECT id, phone_number_id, wa_id, payload_ts, ?1, ?1 FROM inbound_messages WHERE id = ?2
+                        "INSERT INTO jobs (inbound_id, provider, phone_number_id, wa_id, payload_ts, run_at_ms, created_at_ms)
+                         SELECT id, provider, phone_number_id, wa_id, payload_ts, ?1, ?1 FROM inbound_messages WHERE id = ?2
                          ON CONFLICT (inbound_id) DO NOTHING",
                     )
                     .bind(now_ms)

@@ -10,8 +10,8 @@ use sqlx::sqlite::SqlitePool;
 
 use super::context::{CONTEXT_SQL, context_from};
 use super::{SqliteStore, Tx};
-use crate::domain::gates::{self, Verdict};
-use crate::domain::{Outcome, SilenceReason};
+use crate::domain::gates::{self, GroupPolicy, Verdict};
+use crate::domain::{ConversationKey, Outcome, SilenceReason};
 use crate::store::{Claim, Exchange, LeasedJob, ReplyContext, StoreError};
 
 pub(super) async fn begin(writer: &SqlitePool) -> Result<Tx<'static>, StoreError> {
@@ -112,6 +112,7 @@ async fn claim_in(
     reply_text: &str,
     now_ms: i64,
     confirming_opt_out: bool,
+    groups: &GroupPolicy,
 ) -> Result<Claim, StoreError> {
     let Some(row) = sqlx::query(CONTEXT_SQL)
         .bind(inbound_id)
@@ -120,7 +121,7 @@ async fn claim_in(
     else {
         return Ok(Claim::AlreadyDecided);
     };
-    let context = context_from(&row)?;
+    let context = context_from(&row, groups)?;
     if context.outcome.is_some() {
         delete_job(tx, inbound_id).await?;
         return Ok(Claim::AlreadyDecided);
@@ -133,8 +134,8 @@ async fn claim_in(
     }
     let m = &context.message;
     let claimed: Option<(i64, i64)> = sqlx::query_as(
-        "INSERT INTO ledger (inbound_id, phone_number_id, wa_id, state, reply_text, attempts, claimed_at_ms, updated_at_ms)
-         VALUES (?1, ?2, ?3, 'claimed', ?4, 1, ?5, ?5)
+        "INSERT INTO ledger (inbound_id, phone_number_id, wa_id, state, reply_text, attempts, claimed_at_ms, updated_at_ms, provider)
+         VALUES (?1, ?2, ?3, 'claimed', ?4, 1, ?5, ?5, ?6)
          ON CONFLICT (inbound_id) DO UPDATE SET
              state = 'claimed', reply_text = excluded.reply_text, attempts = ledger.attempts + 1,
              claimed_at_ms = excluded.claimed_at_ms, updated_at_ms = excluded.updated_at_ms
@@ -146,6 +147,7 @@ async fn claim_in(
     .bind(&m.wa_id)
     .bind(reply_text)
     .bind(now_ms)
+    .bind(m.provider.as_str())
     .fetch_optional(&mut **tx)
     .await?;
     Ok(match claimed {
@@ -172,19 +174,21 @@ async fn lease_in(
     // for a retry and no send whose fate is unknown (an ambiguous message is still the one in
     // progress until it is settled). Several due jobs of one conversation can qualify; only its
     // first is taken.
-    let candidates: Vec<(i64, String, String)> = sqlx::query_as(
-        "SELECT j.inbound_id, j.phone_number_id, j.wa_id FROM jobs j INDEXED BY jobs_available
+    let candidates: Vec<(i64, String, String, String)> = sqlx::query_as(
+        "SELECT j.inbound_id, j.provider, j.phone_number_id, j.wa_id FROM jobs j INDEXED BY jobs_available
          WHERE j.state = 'available' AND j.run_at_ms <= ?1
            AND NOT EXISTS (SELECT 1 FROM jobs l INDEXED BY jobs_leased
-                           WHERE l.state = 'leased' AND l.phone_number_id = j.phone_number_id AND l.wa_id = j.wa_id)
+                           WHERE l.state = 'leased' AND l.phone_number_id = j.phone_number_id AND l.wa_id = j.wa_id
+                             AND l.provider = j.provider)
            AND NOT EXISTS (SELECT 1 FROM jobs r INDEXED BY jobs_retrying
                            WHERE r.state = 'available' AND r.attempts > 0
                              AND r.phone_number_id = j.phone_number_id AND r.wa_id = j.wa_id
+                             AND r.provider = j.provider
                              AND (r.payload_ts, r.inbound_id) < (j.payload_ts, j.inbound_id))
            AND NOT EXISTS (SELECT 1 FROM ledger a INDEXED BY ledger_ambiguous_by_conversation
                            JOIN inbound_messages am ON am.id = a.inbound_id
                            WHERE a.state = 'ambiguous' AND a.phone_number_id = j.phone_number_id
-                             AND a.wa_id = j.wa_id AND am.outcome IS NULL)
+                             AND a.wa_id = j.wa_id AND a.provider = j.provider AND am.outcome IS NULL)
          ORDER BY j.payload_ts, j.inbound_id
          LIMIT ?2",
     )
@@ -195,8 +199,10 @@ async fn lease_in(
     let mut conversations = std::collections::HashSet::new();
     let heads: Vec<i64> = candidates
         .into_iter()
-        .filter(|(_, phone, wa)| conversations.insert((phone.clone(), wa.clone())))
-        .map(|(id, _, _)| id)
+        .filter(|(_, provider, phone, wa)| {
+            conversations.insert((provider.clone(), phone.clone(), wa.clone()))
+        })
+        .map(|(id, ..)| id)
         .take(limit as usize)
         .collect();
     if heads.is_empty() {
@@ -239,23 +245,26 @@ impl SqliteStore {
             .bind(inbound_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(context_from).transpose()
+        row.as_ref()
+            .map(|row| context_from(row, &self.groups))
+            .transpose()
     }
 
     pub async fn history(
         &self,
-        phone_number_id: &str,
-        wa_id: &str,
+        key: &ConversationKey,
         before_inbound_id: i64,
         limit: usize,
     ) -> Result<Vec<Exchange>, StoreError> {
         let rows = sqlx::query(
             "SELECT m.body, m.payload_ts, l.reply_text FROM ledger l JOIN inbound_messages m ON m.id = l.inbound_id
-             WHERE l.phone_number_id = ? AND l.wa_id = ? AND l.inbound_id < ? AND l.state NOT IN ('unsent', 'claimed')
+             WHERE l.phone_number_id = ? AND l.wa_id = ? AND l.provider = ? AND l.inbound_id < ?
+               AND l.state NOT IN ('unsent', 'claimed')
              ORDER BY l.inbound_id DESC LIMIT ?",
         )
-        .bind(phone_number_id)
-        .bind(wa_id)
+        .bind(key.phone_number_id.as_str())
+        .bind(key.wa_id.as_str())
+        .bind(key.provider.as_str())
         .bind(before_inbound_id)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
@@ -306,10 +315,11 @@ impl SqliteStore {
         confirming_opt_out: bool,
     ) -> Result<Claim, StoreError> {
         let text = reply_text.to_owned();
+        let groups = self.groups.clone();
         self.batch
             .write(move |tx| {
                 Box::pin(async move {
-                    claim_in(tx, inbound_id, &text, now_ms, confirming_opt_out).await
+                    claim_in(tx, inbound_id, &text, now_ms, confirming_opt_out, &groups).await
                 })
             })
             .await

@@ -48,7 +48,7 @@ impl SqliteStore {
             Some(last) if candidates.len() >= batch.limit as usize => Some(last.cursor()),
             _ => None,
         };
-        let decisions = decide_all(candidates, batch);
+        let decisions = decide_all(candidates, batch, &self.groups);
         let SweepMode::Act { run_id } = batch.mode else {
             // Nothing was written: dropping the read transaction ends it.
             return Ok(SweepBatchResult {
@@ -173,8 +173,8 @@ async fn act(tx: &mut Tx<'_>, decisions: &[SweepDecision], now_ms: i64) -> Resul
         .collect();
     if !requeue.is_empty() {
         sqlx::query(
-            "INSERT INTO jobs (inbound_id, phone_number_id, wa_id, payload_ts, run_at_ms, created_at_ms)
-             SELECT id, phone_number_id, wa_id, payload_ts, ?1, ?1 FROM inbound_messages
+            "INSERT INTO jobs (inbound_id, provider, phone_number_id, wa_id, payload_ts, run_at_ms, created_at_ms)
+             SELECT id, provider, phone_number_id, wa_id, payload_ts, ?1, ?1 FROM inbound_messages
              WHERE id IN (SELECT value FROM json_each(?2))
              ON CONFLICT (inbound_id) DO NOTHING",
         )

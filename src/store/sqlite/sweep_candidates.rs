@@ -4,7 +4,10 @@
 
 use serde::Deserialize;
 
-use crate::domain::gates::{self, ConversationMode, GateSnapshot, LedgerState, SweepFacts};
+use crate::domain::Provider;
+use crate::domain::gates::{
+    self, ConversationMode, GateSnapshot, GroupPolicy, LedgerState, SweepFacts,
+};
 use crate::store::{StoreError, SweepAction, SweepBatch, SweepCursor, SweepDecision};
 
 /// Pending messages after the cursor, oldest payload first, with everything the gates read, as
@@ -13,9 +16,11 @@ use crate::store::{StoreError, SweepAction, SweepBatch, SweepCursor, SweepDecisi
 /// silent regression from milliseconds to seconds.
 pub(super) const CANDIDATES_SQL: &str = "
     SELECT json_group_array(json_array(id, message_id, payload_ts, received_at_ms, opted_out,
-                                       last_inbound_ts, mode, ledger_state, has_job, superseded))
+                                       last_inbound_ts, mode, ledger_state, has_job, superseded,
+                                       provider, phone_number_id, in_group))
     FROM (
-        SELECT m.id, m.message_id, m.payload_ts, m.received_at_ms,
+        SELECT m.id, m.message_id, m.payload_ts, m.received_at_ms, m.provider, m.phone_number_id,
+               m.group_id IS NOT NULL AS in_group,
                coalesce(c.opted_out, 0) AS opted_out,
                coalesce(c.last_inbound_ts, m.payload_ts) AS last_inbound_ts,
                coalesce(v.mode, 'bot') AS mode,
@@ -25,13 +30,16 @@ pub(super) const CANDIDATES_SQL: &str = "
                    SELECT 1 FROM ledger n INDEXED BY ledger_by_conversation_claimed
                    JOIN inbound_messages nm ON nm.id = n.inbound_id
                    WHERE n.phone_number_id = m.phone_number_id AND n.wa_id = m.wa_id
+                     AND n.provider = m.provider
                      AND n.claimed_at_ms >= (m.payload_ts - ?6) * 1000
                      AND n.state <> ?5 AND nm.payload_ts > m.payload_ts
                    LIMIT 1
                ) END IS NOT NULL AS superseded
         FROM inbound_messages m INDEXED BY inbound_pending
-        LEFT JOIN contacts c ON c.phone_number_id = m.phone_number_id AND c.wa_id = m.wa_id
-        LEFT JOIN conversations v ON v.phone_number_id = m.phone_number_id AND v.wa_id = m.wa_id
+        LEFT JOIN contacts c
+            ON c.provider = m.provider AND c.phone_number_id = m.phone_number_id AND c.wa_id = m.wa_id
+        LEFT JOIN conversations v
+            ON v.provider = m.provider AND v.phone_number_id = m.phone_number_id AND v.wa_id = m.wa_id
         LEFT JOIN ledger l ON l.inbound_id = m.id
         LEFT JOIN jobs j ON j.inbound_id = m.id
         WHERE m.outcome IS NULL AND m.payload_ts <= ?1 AND (m.payload_ts, m.id) > (?2, ?3)
@@ -57,6 +65,9 @@ pub(super) struct Candidate {
     ledger_state: Option<String>,
     has_job: i64,
     superseded: i64,
+    provider: String,
+    phone_number_id: String,
+    in_group: i64,
 }
 
 impl Candidate {
@@ -69,13 +80,15 @@ impl Candidate {
 
     /// The gates' verdict on this candidate; an unreadable gate input is an error, never a
     /// default that would requeue (and so let the bot speak over an operator).
-    fn decide(self, batch: &SweepBatch) -> Result<SweepDecision, StoreError> {
+    fn decide(self, batch: &SweepBatch, groups: &GroupPolicy) -> Result<SweepDecision, StoreError> {
         let unreadable = |column: &str, raw: &str| {
             StoreError::Corrupt(format!(
                 "inbound message {}: unreadable {column} `{raw}`; correct the row",
                 self.id
             ))
         };
+        let provider =
+            Provider::parse(&self.provider).ok_or_else(|| unreadable("provider", &self.provider))?;
         let snapshot = GateSnapshot {
             opted_out: match self.opted_out {
                 0 => false,
@@ -91,6 +104,7 @@ impl Candidate {
                 ),
             },
             last_inbound_ts: self.last_inbound_ts,
+            unanswered_group: groups.unanswered(provider, &self.phone_number_id, self.in_group != 0),
         };
         let arrived_within_grace =
             self.received_at_ms > batch.now_ms.saturating_sub(batch.grace_ms);
@@ -110,12 +124,16 @@ impl Candidate {
 /// Decides every candidate; one whose gate inputs cannot be read is left exactly as it is (no
 /// job, no outcome, no recorded decision) and reported as an error, for every run to repeat
 /// until the row is corrected.
-pub(super) fn decide_all(candidates: Vec<Candidate>, batch: &SweepBatch) -> Vec<SweepDecision> {
+pub(super) fn decide_all(
+    candidates: Vec<Candidate>,
+    batch: &SweepBatch,
+    groups: &GroupPolicy,
+) -> Vec<SweepDecision> {
     candidates
         .into_iter()
         .filter_map(|c| {
             let inbound_id = c.id;
-            c.decide(batch)
+            c.decide(batch, groups)
                 .map_err(|e| {
                     tracing::error!(inbound_id, error = %e, "sweep: message left alone");
                 })
@@ -141,6 +159,9 @@ mod tests {
             ledger_state: ledger_state.map(Into::into),
             has_job: 0,
             superseded: 0,
+            provider: "cloud".into(),
+            phone_number_id: "111".into(),
+            in_group: 0,
         }
     }
 
@@ -153,11 +174,20 @@ mod tests {
             after: None,
             mode: SweepMode::DryRun,
         };
-        let readable = candidate("bot", None).decide(&batch).unwrap();
+        let groups = GroupPolicy::default();
+        let readable = candidate("bot", None).decide(&batch, &groups).unwrap();
         assert_eq!(readable.action, SweepAction::Requeue);
         let decisions = decide_all(
-            vec![candidate("robot", None), candidate("bot", Some("maybe"))],
+            vec![
+                candidate("robot", None),
+                candidate("bot", Some("maybe")),
+                Candidate {
+                    provider: "carrier-pigeon".into(),
+                    ..candidate("bot", None)
+                },
+            ],
             &batch,
+            &groups,
         );
         assert!(decisions.is_empty(), "left alone: {decisions:?}");
     }

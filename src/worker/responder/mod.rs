@@ -203,6 +203,8 @@ impl ResponderConfig {
 /// Why a configured responder could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ResponderBuildError {
+    #[error("{0}")]
+    Config(String),
     #[error("cannot read rules file {}: {source}", path.display())]
     ReadRules {
         path: PathBuf,
