@@ -65,7 +65,7 @@ pub struct Ingestor {
 pub fn parse(provider: Provider, body: &[u8], keywords: &Keywords) -> IngestUnit {
     let parsed = match provider {
         Provider::Cloud => cloud::parse_notification(body),
-        Provider::Wasender => wasender::parse_event(body),
+        Provider::Wasender => wasender_placeholder(body),
     };
     let (notification, undecodable) = match parsed {
         Ok(n) => (n, None),
@@ -90,6 +90,19 @@ pub fn parse(provider: Provider, body: &[u8], keywords: &Keywords) -> IngestUnit
         undecodable,
         keyword_actions,
         delivery_digest,
+    }
+}
+
+// lead: gateway routing. Until the handler resolves the gateway (and its configured session)
+// from the secret, an event is attributed to the session it names, else to "wasender", as before.
+fn wasender_placeholder(body: &[u8]) -> Result<crate::domain::Notification, cloud::PayloadError> {
+    let fallback = crate::domain::PhoneNumberId::parse("wasender").expect("a valid id");
+    let event = wasender::parse_event(body, &fallback)?;
+    match event.session_id.map(crate::domain::PhoneNumberId::parse) {
+        Some(Ok(named)) if named != fallback => {
+            Ok(wasender::parse_event(body, &named)?.notification)
+        }
+        _ => Ok(event.notification),
     }
 }
 
