@@ -15,6 +15,12 @@ pub enum IdError {
     ControlCharacter { kind: &'static str },
     #[error("{kind} is longer than {max} characters")]
     TooManyCharacters { kind: &'static str, max: usize },
+    /// A user's id that is neither a phone-number id nor a business-scoped user id.
+    #[error("{kind} is neither a phone number id nor a business-scoped user id: {why}")]
+    NotASenderId {
+        kind: &'static str,
+        why: &'static str,
+    },
 }
 
 fn check(kind: &'static str, raw: &str, max: usize) -> Result<(), IdError> {
@@ -32,6 +38,9 @@ fn check(kind: &'static str, raw: &str, max: usize) -> Result<(), IdError> {
 
 macro_rules! id_newtype {
     ($(#[$doc:meta])* $name:ident, $kind:literal, $max:expr) => {
+        id_newtype!($(#[$doc])* $name, $kind, $max, |_| Ok(()));
+    };
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $max:expr, $format:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -41,6 +50,8 @@ macro_rules! id_newtype {
             pub fn parse(raw: impl Into<String>) -> Result<Self, IdError> {
                 let raw = raw.into();
                 check($kind, &raw, $max)?;
+                let format: fn(&str) -> Result<(), IdError> = $format;
+                format(&raw)?;
                 Ok(Self(raw))
             }
 
@@ -78,10 +89,13 @@ id_newtype!(
     256
 );
 id_newtype!(
-    /// The user's WhatsApp id (digits, no `+`), or a business-scoped user id when no phone is given.
+    /// Who a user is to a business: a phone-number id (`wa_id`: 1–20 ASCII digits, no `+`), or,
+    /// when the payload gives no phone number, Meta's business-scoped user id (BSUID). Nothing
+    /// else is a sender: see [`check_sender_id`].
     WaId,
     "wa_id",
-    128
+    WA_ID_MAX,
+    check_sender_id
 );
 id_newtype!(
     /// The business phone number id that a notification was addressed to; replies go out from it.
@@ -96,6 +110,64 @@ id_newtype!(
     "group id",
     128
 );
+
+/// Longest accepted [`WaId`]: a BSUID's country code, dot and a generous tail (Meta's examples
+/// carry 20 characters after the dot).
+const WA_ID_MAX: usize = 64;
+/// Longest phone-number id: E.164 allows 15 digits; wa_ids "may not match" the number, so slack.
+const PHONE_ID_MAX_DIGITS: usize = 20;
+
+/// The two shapes a user id takes on the WhatsApp Business Platform:
+///
+/// * a phone-number id: 1–20 ASCII digits (`34600000001`), no `+`, no spaces;
+/// * a business-scoped user id (BSUID, Cloud API v25 `user_id` / `from_user_id`): an ISO 3166-1
+///   alpha-2 country code in capitals, a dot, then ASCII letters and digits
+///   (`US.13491208655302741918`); a parent BSUID has `ENT.` after the country code
+///   (`US.ENT.11815799212886844830`). At most [`WA_ID_MAX`] bytes in all.
+///
+/// Anything else (a gateway JID such as `…@s.whatsapp.net`, a `+` number, free text) is refused
+/// at the edge: a message whose sender is malformed is a dead letter, never a conversation
+/// keyed by a string no reply could be addressed to.
+fn check_sender_id(raw: &str) -> Result<(), IdError> {
+    let refuse = |why| Err(IdError::NotASenderId { kind: "wa_id", why });
+    let bytes = raw.as_bytes();
+    if bytes.iter().all(u8::is_ascii_digit) {
+        return match bytes.len() {
+            n if n > PHONE_ID_MAX_DIGITS => refuse("a phone number id has more than 20 digits"),
+            _ => Ok(()),
+        };
+    }
+    if raw.starts_with('+') {
+        return refuse("a phone number id is written without `+`");
+    }
+    if raw.contains('@') {
+        return refuse("a gateway address (JID), not a user id");
+    }
+    if raw.starts_with(|c: char| c.is_ascii_digit()) {
+        return refuse("a phone number id holds digits only");
+    }
+    let Some((country, rest)) = raw.split_once('.') else {
+        return refuse("no country code and dot before the user id");
+    };
+    if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
+        return refuse("a user id starts with a two-letter country code in capitals");
+    }
+    let rest = rest.strip_prefix("ENT.").unwrap_or(rest);
+    if rest.is_empty() {
+        return refuse("nothing after the user id's country code");
+    }
+    if !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return refuse("a user id holds only letters and digits after its country code");
+    }
+    Ok(())
+}
+
+impl WaId {
+    /// Whether this is a business-scoped user id rather than a phone-number id.
+    pub fn is_user_id(&self) -> bool {
+        !self.0.bytes().all(|b| b.is_ascii_digit())
+    }
+}
 
 /// Free text an operator gives: who took a conversation over, why it was escalated. Shown in
 /// the console, the API and the CLI, so it is bounded and kept to one line.
@@ -234,6 +306,55 @@ mod tests {
             WaId::parse("12\n3"),
             Err(IdError::ControlCharacter { .. })
         ));
+    }
+
+    #[test]
+    fn sender_ids_are_phone_numbers_or_business_scoped_user_ids() {
+        for good in [
+            "1",
+            "34600000001",
+            "12345678901234567890",
+            "US.13491208655302741918",
+            "MX.0987654321",
+            "BR.AbC123",
+            "US.ENT.11815799212886844830",
+        ] {
+            let id = WaId::parse(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+            assert_eq!(id.is_user_id(), !good.bytes().all(|b| b.is_ascii_digit()));
+        }
+        for (bad, why) in [
+            ("123456789012345678901", "more than 20 digits"),
+            ("+34600000001", "without `+`"),
+            ("34600000001@s.whatsapp.net", "JID"),
+            ("120363@g.us", "JID"),
+            ("346 0000 0001", "digits only"),
+            ("34-600", "digits only"),
+            ("A", "country code and dot"),
+            ("user-1", "country code and dot"),
+            ("us.1349", "two-letter country code in capitals"),
+            ("USA.1349", "two-letter country code in capitals"),
+            ("US.", "nothing after"),
+            ("US.ENT.", "nothing after"),
+            ("US.13-49", "only letters and digits"),
+            ("US.1349.77", "only letters and digits"),
+            ("US.1349 ", "only letters and digits"),
+            ("ES.ñ1", "only letters and digits"),
+        ] {
+            match WaId::parse(bad) {
+                Err(e @ IdError::NotASenderId { .. }) => {
+                    assert!(e.to_string().contains(why), "{bad}: {e}");
+                }
+                other => panic!("{bad} gave {other:?}"),
+            }
+        }
+        assert!(matches!(
+            WaId::parse(format!("US.{}", "7".repeat(62))),
+            Err(IdError::TooLong { max: 64, .. })
+        ));
+        assert!(WaId::parse(format!("US.{}", "7".repeat(61))).is_ok());
+        // Through serde as well: a stored or configured id is held to the same rule.
+        assert!(serde_json::from_str::<WaId>("\"34600000001\"").is_ok());
+        assert!(serde_json::from_str::<WaId>("\"nobody\"").is_err());
     }
 
     #[test]

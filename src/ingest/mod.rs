@@ -125,6 +125,8 @@ fn keyword_hits(
     notification
         .messages
         .iter()
+        // A "stop" written in a group chat is said to the group, not a consent instruction.
+        .filter(|m| m.group.is_none())
         .filter(|m| {
             m.kind == MessageKind::Text
                 || m.kind == MessageKind::Button

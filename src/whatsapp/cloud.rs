@@ -8,8 +8,8 @@
 use serde_json::{Map, Value};
 
 use crate::domain::{
-    ContactProfile, DeliveryStatus, InboundMessage, MessageId, MessageKind, Notification,
-    PhoneNumberId, PlatformError, Provider, RejectedItem, StatusUpdate, WaId,
+    ContactProfile, DeliveryStatus, GroupId, IdError, InboundMessage, MessageId, MessageKind,
+    Notification, PhoneNumberId, PlatformError, Provider, RejectedItem, StatusUpdate, WaId,
 };
 
 /// Why a whole payload could not be parsed. The raw body is then kept as a dead letter.
@@ -109,11 +109,9 @@ fn parse_change(change: &Value, out: &mut Notification) {
 
     let contacts = array(value, "contacts");
     for contact in contacts {
-        if let Some(wa_id) = contact
-            .get("wa_id")
-            .and_then(id_string)
-            .and_then(|w| WaId::parse(w).ok())
-        {
+        // Keyed as the contact's messages are: by phone number when the payload gives one, else
+        // by the business-scoped user id (a user with a username may share no phone number).
+        if let Some(wa_id) = contact_id(contact) {
             let name = contact
                 .get("profile")
                 .and_then(|p| p.get("name"))
@@ -127,13 +125,9 @@ fn parse_change(change: &Value, out: &mut Notification) {
             });
         }
     }
-    let sole_contact = match contacts {
-        [only] => only.get("wa_id").and_then(id_string),
-        _ => None,
-    };
 
     for message in array(value, "messages") {
-        match parse_message(message, &phone_number_id, sole_contact.as_deref()) {
+        match parse_message(message, &phone_number_id, contacts) {
             Ok(m) => out.messages.push(m),
             Err(why) => out.rejected.push(reject(&why, message)),
         }
@@ -149,22 +143,14 @@ fn parse_change(change: &Value, out: &mut Notification) {
 fn parse_message(
     message: &Value,
     phone_number_id: &PhoneNumberId,
-    sole_contact: Option<&str>,
+    contacts: &[Value],
 ) -> Result<InboundMessage, String> {
     let id = message
         .get("id")
         .and_then(id_string)
         .ok_or("message without an `id`")?;
     let id = MessageId::parse(id).map_err(|e| e.to_string())?;
-    // Some system messages carry no `from`: fall back to the business-scoped user id, then to the
-    // change's only contact.
-    let from = message
-        .get("from")
-        .and_then(id_string)
-        .or_else(|| message.get("from_user_id").and_then(id_string))
-        .or_else(|| sole_contact.map(str::to_owned))
-        .ok_or("message without a sender (`from`)")?;
-    let from = WaId::parse(from).map_err(|e| e.to_string())?;
+    let from = sender(message, contacts)?;
     let timestamp = message
         .get("timestamp")
         .and_then(unix_seconds)
@@ -174,17 +160,97 @@ fn parse_message(
         // A bare message with only `errors` (e.g. 131051) is stored as unsupported.
         None => MessageKind::Unsupported,
     };
+    // Groups API: the message names its group; `from` is the participant who wrote it.
+    let group = match message.get("group_id").and_then(id_string) {
+        Some(raw) => Some(GroupId::parse(raw).map_err(|e| format!("invalid `group_id`: {e}"))?),
+        None => None,
+    };
     Ok(InboundMessage {
         provider: Provider::Cloud,
         id,
         phone_number_id: phone_number_id.clone(),
         from,
-        group: None,
+        group,
         text: message_text(&kind, message),
         kind,
         timestamp,
         raw: message.to_string(),
     })
+}
+
+/// Who wrote a message. `from` (the phone number) wins when present; v25 payloads may instead
+/// carry only the business-scoped user id (`from_user_id`), and some carry neither, leaving the
+/// change's contact (the one whose parent user id the message names, or the only one) or, for a
+/// `user_changed_user_id` system message (which has no contacts), the user's new id in
+/// `system.user_id`. The id found first is the sender: if it is malformed the message is refused
+/// with the reason, never keyed by a later fallback.
+fn sender(message: &Value, contacts: &[Value]) -> Result<WaId, String> {
+    let raw = match present(message, "from")? {
+        Some(from) => from,
+        None => match present(message, "from_user_id")? {
+            Some(user_id) => user_id,
+            None => contact_of(message, contacts)
+                .or_else(|| message.pointer("/system/user_id").and_then(id_string))
+                .ok_or("message without a sender (no `from`, `from_user_id` or contact)")?,
+        },
+    };
+    WaId::parse(raw.as_str()).map_err(|e| sender_error(&raw, &e))
+}
+
+/// A sender field: absent (or empty) is `None`; a value that is not an id is refused.
+fn present(message: &Value, key: &str) -> Result<Option<String>, String> {
+    match message.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match id_string(v) {
+            Some(id) => Ok(Some(id)),
+            None if v.as_str() == Some("") => Ok(None),
+            None => Err(format!("invalid sender id: `{key}` is {v}, not a string")),
+        },
+    }
+}
+
+/// The raw id of the contact a message without a sender field belongs to.
+fn contact_of(message: &Value, contacts: &[Value]) -> Option<String> {
+    let raw_id = |c: &Value| {
+        c.get("wa_id")
+            .and_then(id_string)
+            .or_else(|| c.get("user_id").and_then(id_string))
+    };
+    if let Some(parent) = message.get("from_parent_user_id").and_then(id_string) {
+        let named = contacts
+            .iter()
+            .find(|c| c.get("parent_user_id").and_then(id_string).as_deref() == Some(&*parent));
+        if let Some(contact) = named {
+            return raw_id(contact);
+        }
+    }
+    match contacts {
+        [only] => raw_id(only),
+        _ => None,
+    }
+}
+
+/// The id a contact profile is kept under: its valid `wa_id`, else its valid `user_id`.
+fn contact_id(contact: &Value) -> Option<WaId> {
+    ["wa_id", "user_id"].into_iter().find_map(|key| {
+        contact
+            .get(key)
+            .and_then(id_string)
+            .and_then(|raw| WaId::parse(raw).ok())
+    })
+}
+
+/// `invalid sender id "…": why`, with the offending id quoted (escaped, at most 64 characters)
+/// so that an operator reading the dead letter sees what came in.
+pub(crate) fn sender_error(raw: &str, error: &IdError) -> String {
+    const SHOWN: usize = 64;
+    let shown: String = raw.chars().take(SHOWN).collect();
+    let more = if raw.chars().count() > SHOWN {
+        "…"
+    } else {
+        ""
+    };
+    format!("invalid sender id {shown:?}{more}: {error}")
 }
 
 /// The words of a message that a responder can act on.
@@ -282,82 +348,4 @@ fn reject(error: &str, raw: &Value) -> RejectedItem {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn envelope(value: Value) -> Vec<u8> {
-        json!({"object": "whatsapp_business_account", "entry": [{"id": "waba", "changes": [
-            {"field": "messages", "value": value}]}]})
-        .to_string()
-        .into_bytes()
-    }
-
-    #[test]
-    fn text_message_and_contact_are_parsed() {
-        let body = envelope(json!({
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550001111", "phone_number_id": "111"},
-            "contacts": [{"profile": {"name": "Ana"}, "wa_id": "34600000001"}],
-            "messages": [{"from": "34600000001", "id": "wamid.A", "timestamp": "1700000000",
-                          "type": "text", "text": {"body": "hola"}}]
-        }));
-        let n = parse_notification(&body).unwrap();
-        assert_eq!(n.messages.len(), 1);
-        let m = &n.messages[0];
-        assert_eq!(
-            (m.id.as_str(), m.from.as_str(), m.timestamp),
-            ("wamid.A", "34600000001", 1_700_000_000)
-        );
-        assert_eq!(m.text.as_deref(), Some("hola"));
-        assert_eq!(n.contacts[0].name.as_deref(), Some("Ana"));
-    }
-
-    #[test]
-    fn bad_item_is_rejected_and_the_rest_kept() {
-        let body = envelope(json!({
-            "metadata": {"phone_number_id": "111"},
-            "messages": [
-                {"from": "1", "id": "wamid.ok", "timestamp": "1", "type": "text", "text": {"body": "x"}},
-                {"from": "1", "timestamp": "1", "type": "text"}
-            ]
-        }));
-        let n = parse_notification(&body).unwrap();
-        assert_eq!(n.messages.len(), 1);
-        assert_eq!(n.rejected.len(), 1);
-        assert!(n.rejected[0].error.contains("id"));
-    }
-
-    #[test]
-    fn not_a_notification_is_a_payload_error() {
-        assert!(matches!(
-            parse_notification(b"{"),
-            Err(PayloadError::Json(_))
-        ));
-        assert!(matches!(
-            parse_notification(b"[]"),
-            Err(PayloadError::Schema(_))
-        ));
-        assert!(matches!(
-            parse_notification(br#"{"object":"page","entry":[]}"#),
-            Err(PayloadError::Schema(_))
-        ));
-        assert!(matches!(
-            parse_notification(br#"{"object":"whatsapp_business_account"}"#),
-            Err(PayloadError::Schema(_))
-        ));
-    }
-
-    #[test]
-    fn failed_status_keeps_its_error_code_and_callback() {
-        let body = envelope(json!({
-            "metadata": {"phone_number_id": "111"},
-            "statuses": [{"id": "wamid.out", "status": "failed", "timestamp": "5", "recipient_id": "1",
-                          "biz_opaque_callback_data": "ledger-7", "errors": [{"code": 131049, "title": "x"}]}]
-        }));
-        let s = &parse_notification(&body).unwrap().statuses[0];
-        assert_eq!(s.status, DeliveryStatus::Failed);
-        assert_eq!(s.error_code, Some(131049));
-        assert_eq!(s.callback_data.as_deref(), Some("ledger-7"));
-    }
-}
+mod tests;

@@ -322,10 +322,10 @@ async fn leased_ids(store: &Store, jobs: &[replyd::store::LeasedJob]) -> Vec<(St
 
 async fn lease_hands_out_only_the_head_of_each_conversation(store: Store) {
     let batch = vec![
-        msg("a3", "A", TS + 3),
-        msg("a1", "A", TS + 1),
-        msg("b1", "B", TS),
-        msg("a2", "A", TS + 2),
+        msg("a3", "1", TS + 3),
+        msg("a1", "1", TS + 1),
+        msg("b1", "2", TS),
+        msg("a2", "1", TS + 2),
     ];
     store
         .ingest_batch(&[messages(batch)], NOW_MS)
@@ -359,7 +359,7 @@ async fn lease_hands_out_only_the_head_of_each_conversation(store: Store) {
 
 async fn an_expired_lease_returns_the_job(store: Store) {
     store
-        .ingest_batch(&[messages(vec![msg("x", "A", TS)])], NOW_MS)
+        .ingest_batch(&[messages(vec![msg("x", "1", TS)])], NOW_MS)
         .await
         .unwrap();
     let job = store.lease_jobs(NOW_MS, 1_000, 10).await.unwrap()[0];
@@ -385,7 +385,7 @@ async fn an_expired_lease_returns_the_job(store: Store) {
 
 async fn the_ledger_row_is_claimed_once(store: Store) {
     store
-        .ingest_batch(&[messages(vec![msg("x", "A", TS)])], NOW_MS)
+        .ingest_batch(&[messages(vec![msg("x", "1", TS)])], NOW_MS)
         .await
         .unwrap();
     let job = store.lease_jobs(NOW_MS, 60_000, 10).await.unwrap()[0];
@@ -447,16 +447,16 @@ async fn the_ledger_row_is_claimed_once(store: Store) {
 async fn claim_rechecks_the_gates(store: Store) {
     store
         .ingest_batch(
-            &[messages(vec![msg("x", "A", TS), msg("y", "B", TS)])],
+            &[messages(vec![msg("x", "1", TS), msg("y", "2", TS)])],
             NOW_MS,
         )
         .await
         .unwrap();
     let jobs = store.lease_jobs(NOW_MS, 60_000, 10).await.unwrap();
     // Operator actions land after the worker's decision, before its claim.
-    store.set_opted_out(&crate::helpers::cloud_key("111", "A"), true, NOW_MS).await.unwrap();
+    store.set_opted_out(&crate::helpers::cloud_key("111", "1"), true, NOW_MS).await.unwrap();
     store
-        .set_conversation_mode(&crate::helpers::cloud_key("111", "B"), ConversationMode::Operator, Some("ana"), NOW_MS)
+        .set_conversation_mode(&crate::helpers::cloud_key("111", "2"), ConversationMode::Operator, Some("ana"), NOW_MS)
         .await
         .unwrap();
     for job in jobs {
@@ -501,10 +501,10 @@ pub(crate) async fn status_update(store: &Store, out: &str, state: &str, callbac
         .unwrap();
 }
 
-/// Message "x" from user "A", ingested, leased and claimed: its job and ledger row.
+/// Message "x" from user "1", ingested, leased and claimed: its job and ledger row.
 pub(crate) async fn claimed_message(store: &Store) -> (replyd::store::LeasedJob, i64) {
     store
-        .ingest_batch(&[messages(vec![msg("x", "A", TS)])], NOW_MS)
+        .ingest_batch(&[messages(vec![msg("x", "1", TS)])], NOW_MS)
         .await
         .unwrap();
     let job = store.lease_jobs(NOW_MS, 60_000, 10).await.unwrap()[0];
@@ -680,16 +680,16 @@ async fn the_sweep_decides_each_pending_message_by_the_gates(store: Store) {
     use replyd::store::{SweepAction, SweepMode};
     use std::collections::BTreeMap;
     let batch = vec![
-        msg("lost", "A", TS),
-        msg("opted", "B", TS),
-        msg("held", "C", TS),
-        msg("esc", "D", TS),
-        msg("queued", "E", TS),
-        msg("claimed", "F", TS),
-        msg("old", "G", TS - 2 * 86_400),
-        msg("h1", "H", TS),
-        msg("h2", "H", TS + 10),
-        msg("young", "I", TS + 100),
+        msg("lost", "1", TS),
+        msg("opted", "2", TS),
+        msg("held", "3", TS),
+        msg("esc", "4", TS),
+        msg("queued", "5", TS),
+        msg("claimed", "6", TS),
+        msg("old", "7", TS - 2 * 86_400),
+        msg("h1", "8", TS),
+        msg("h2", "8", TS + 10),
+        msg("young", "9", TS + 100),
     ];
     store
         .ingest_batch(&[messages(batch)], NOW_MS)
@@ -702,14 +702,14 @@ async fn the_sweep_decides_each_pending_message_by_the_gates(store: Store) {
             .await
             .unwrap();
     }
-    store.set_opted_out(&crate::helpers::cloud_key("111", "B"), true, NOW_MS).await.unwrap();
+    store.set_opted_out(&crate::helpers::cloud_key("111", "2"), true, NOW_MS).await.unwrap();
     store
-        .set_conversation_mode(&crate::helpers::cloud_key("111", "C"), ConversationMode::Operator, Some("ana"), NOW_MS)
+        .set_conversation_mode(&crate::helpers::cloud_key("111", "3"), ConversationMode::Operator, Some("ana"), NOW_MS)
         .await
         .unwrap();
     store
         .set_conversation_mode(
-            &crate::helpers::cloud_key("111", "D"),
+            &crate::helpers::cloud_key("111", "4"),
             ConversationMode::Escalated,
             Some("angry"),
             NOW_MS,
@@ -736,7 +736,7 @@ async fn the_sweep_decides_each_pending_message_by_the_gates(store: Store) {
     // Delivered late: old payload, arrived 10 s before the sweep (inside the grace period).
     let late_ms = SWEEP_MS - 10_000;
     store
-        .ingest_batch(&[messages(vec![msg("late", "J", TS)])], late_ms)
+        .ingest_batch(&[messages(vec![msg("late", "10", TS)])], late_ms)
         .await
         .unwrap();
     let late = store.lease_jobs(late_ms, 600_000, 100).await.unwrap();

@@ -72,7 +72,7 @@ async fn claim(store: &Store, job: LeasedJob, now_ms: i64) -> (i64, u32) {
 async fn ambiguous_with_a_later_confirmed_send(store: &Store) -> (LeasedJob, i64) {
     store
         .ingest_batch(
-            &[messages(vec![msg("x", "A", TS), msg("y", "B", TS)])],
+            &[messages(vec![msg("x", "1", TS), msg("y", "2", TS)])],
             NOW_MS,
         )
         .await
@@ -272,9 +272,9 @@ async fn an_ambiguous_message_holds_back_its_conversation_only(store: Store) {
     store
         .ingest_batch(
             &[messages(vec![
-                msg("a1", "A", TS),
-                msg("a2", "A", TS + 1),
-                msg("b1", "B", TS + 2),
+                msg("a1", "1", TS),
+                msg("a2", "1", TS + 1),
+                msg("b1", "2", TS + 2),
             ])],
             NOW_MS,
         )
@@ -296,7 +296,7 @@ async fn an_ambiguous_message_holds_back_its_conversation_only(store: Store) {
         .unwrap();
     post_status(&store, "wamid.b1", "sent", callback(b1_ledger, b1_attempt)).await;
     store
-        .ingest_batch(&[messages(vec![msg("b2", "B", TS + 3)])], NOW_MS + 20)
+        .ingest_batch(&[messages(vec![msg("b2", "2", TS + 3)])], NOW_MS + 20)
         .await
         .unwrap();
 

@@ -268,3 +268,10 @@ pub fn every_status(out: &str) -> Vec<Value> {
                "recipient_type": "group", "recipient_participant_id": USER}),
     ]
 }
+
+/// WASender gateway events: personal and group messages, statuses, receipts, session states.
+pub mod gateway;
+/// The fixtures above posted over real HTTP and checked as stored.
+mod over_http;
+/// Cloud API v25 payloads whose senders are business-scoped user ids, and a malformed sender.
+pub mod v25;
