@@ -43,7 +43,15 @@ pub struct AppState {
 
 /// The configured gateway sessions, each known by the webhook secret its events carry.
 #[derive(Debug, Default)]
-pub struct Gateways(Vec<(PhoneNumberId, Secret)>);
+pub struct Gateways(Vec<GatewayAuth>);
+
+#[derive(Debug)]
+struct GatewayAuth {
+    session: PhoneNumberId,
+    webhook_secret: Secret,
+    /// Some of WASender's events name the session by its API key instead of its id.
+    api_key: Secret,
+}
 
 impl Gateways {
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
@@ -54,7 +62,11 @@ impl Gateways {
                 let session = PhoneNumberId::parse(g.session_id.clone()).map_err(|e| {
                     ConfigError::Invalid(format!("gateway `{}`: {e}", g.session_id))
                 })?;
-                Ok((session, g.webhook_secret))
+                Ok(GatewayAuth {
+                    session,
+                    webhook_secret: g.webhook_secret,
+                    api_key: g.api_key.unwrap_or_default(),
+                })
             })
             .collect::<Result<_, _>>()
             .map(Self)
@@ -68,14 +80,23 @@ impl Gateways {
     /// time), so the answer's timing does not tell which one, if any, matched; an empty secret
     /// never matches.
     pub fn by_secret(&self, presented: &[u8]) -> Option<&PhoneNumberId> {
-        self.0.iter().fold(None, |found, (session, secret)| {
-            let matched = secret.matches(presented);
-            found.or(matched.then_some(session))
+        self.0.iter().fold(None, |found, g| {
+            let matched = g.webhook_secret.matches(presented);
+            found.or(matched.then_some(&g.session))
         })
     }
 
+    /// Whether an event's `sessionId` names `session`: its id, or its API key.
+    pub fn names(&self, session: &PhoneNumberId, named: &str) -> bool {
+        named == session.as_str()
+            || self
+                .0
+                .iter()
+                .any(|g| &g.session == session && g.api_key.matches(named.as_bytes()))
+    }
+
     pub fn is_configured(&self, session: &str) -> bool {
-        self.0.iter().any(|(s, _)| s.as_str() == session)
+        self.0.iter().any(|g| g.session.as_str() == session)
     }
 }
 

@@ -106,7 +106,7 @@ pub async fn receive_wasender(State(state): State<AppState>, request: Request) -
     };
     let parsed = wasender::parse_event(&body, &session);
     if let Some(named) = parsed.as_ref().ok().and_then(|e| e.session_id.as_deref()) {
-        if named != session.as_str() {
+        if !state.gateways.names(&session, named) {
             let known = state.gateways.is_configured(named);
             state.metrics.reject(if known {
                 "session_mismatch"
