@@ -136,7 +136,7 @@ impl fmt::Display for OperatorNote {
 }
 
 /// Where an inbound message came from. Dedup is per (provider, message id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Provider {
     Cloud,
