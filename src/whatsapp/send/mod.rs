@@ -176,7 +176,7 @@ impl CloudClient {
         fields(
             phone_number_id = %phone_number_id,
             message.id = %message_id,
-            typing,
+            typing = typing,
             http_status = Empty,
             duration_ms = Empty,
             fbtrace_id = Empty,
