@@ -60,7 +60,8 @@ enum Command {
         #[command(subcommand)]
         command: operators::ContactCommand,
     },
-    /// A local stand-in for the Cloud API send endpoint: records every send, injects faults.
+    /// A local stand-in for the Cloud API send endpoint and the WASender gateway: records every
+    /// send and read receipt, injects faults, posts status webhooks.
     FakeCloudApi(fake_cloud_api::FakeCloudArgs),
     /// The dead-letter queue: messages that could not be answered, payloads that could not be read.
     Dlq {

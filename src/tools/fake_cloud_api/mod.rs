@@ -1,12 +1,24 @@
-//! `replyd fake-cloud-api`: a real HTTP server standing in for the Cloud API send endpoint, for
-//! tests, demos and benchmarks. It records every accepted send and injects latency, 5xx, 429,
-//! held-back answers, permanent and halt errors, and a per-number throughput limit.
+//! `replyd fake-cloud-api`: a real HTTP server standing in for the Cloud API send endpoint and,
+//! on the same port, the WASender gateway's — for tests, demos and benchmarks. It records every
+//! accepted send and injects latency, 5xx, 429, held-back answers, permanent and halt errors, a
+//! per-number throughput limit and, for the gateway, a disconnected session.
+//!
+//! Routes (see `routes.rs`, `gateway.rs` and `control.rs`):
+//! - Cloud API: `POST /{version}/{phone_number_id}/messages` (a text send, or a read receipt
+//!   when the body says `"status":"read"`), `GET /{version}/{phone_number_id}` (probe);
+//! - WASender: `POST /api/send-message`, `GET /api/status`, `GET /api/messages/{msgId}/info`;
+//! - control: `GET|DELETE /sent` (`?provider=cloud|wasender`, `?count=1`),
+//!   `GET|DELETE /read-receipts`, `GET|PATCH /faults`.
 //!
 //! Invariant: a send is recorded exactly when the real API would have sent the message — never
 //! for an error answer or a send stalled before it went out, always for a held-back ("timed
-//! out after sending") one, whose status webhooks are posted right away. Faults can be changed while it runs, in-process through [`FakeCloudApi`]
-//! or over HTTP with `PATCH /faults`.
+//! out after sending") one, whose status webhooks are posted right away. Read receipts are not
+//! sends: they are listed apart. Faults can be changed while it runs, in-process through
+//! [`FakeCloudApi`] or over HTTP with `PATCH /faults`.
 
+mod args;
+mod control;
+mod gateway;
 mod routes;
 mod state;
 mod webhook;
@@ -18,101 +30,45 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use tokio::task::JoinHandle;
 
-use state::{Faults, Shared};
-use webhook::StatusWebhook;
+use crate::domain::Provider;
+pub use args::{FakeCloudArgs, StatusKeyId};
+use state::{Faults, Settings, Shared};
+use webhook::{GatewayWebhook, StatusWebhook};
 
 /// How long `shutdown` waits for open connections before cutting them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct FakeCloudArgs {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:9091")]
-    pub listen: SocketAddr,
-    /// Delay added before answering every send, e.g. `20ms`.
-    #[arg(long, default_value = "0ms")]
-    pub latency: humantime::Duration,
-    /// Share of sends (0.0–1.0) answered 500 (code 131000) or 503 (code 131016 or 2).
-    #[arg(long, default_value_t = 0.0, value_parser = ratio)]
-    pub error_5xx_ratio: f64,
-    /// Share of sends (0.0–1.0) answered 429 (code 130429 or 80007) with `Retry-After: 1`.
-    #[arg(long, default_value_t = 0.0, value_parser = ratio)]
-    pub rate_limit_ratio: f64,
-    /// Share of sends (0.0–1.0) accepted and recorded whose answer is held back by
-    /// --timeout-delay: the dangerous case, sent (with its status webhooks) but unanswered.
-    #[arg(long, alias = "timeout-after-ratio", default_value_t = 0.0, value_parser = ratio)]
-    pub timeout_ratio: f64,
-    /// Share of sends (0.0–1.0) that stall for --timeout-delay before anything goes out: not
-    /// recorded, no status webhook, then answered 503 (if the client still waits).
-    #[arg(long, default_value_t = 0.0, value_parser = ratio)]
-    pub timeout_before_ratio: f64,
-    /// How long a held-back or stalled answer is delayed.
-    #[arg(long, default_value = "30s")]
-    pub timeout_delay: humantime::Duration,
-    /// Answer every send with this Cloud API error code (e.g. 131026); `PATCH /faults` changes it.
-    #[arg(long)]
-    pub permanent_error_code: Option<i64>,
-    /// Sends per second allowed per phone number id; over it the answer is 400 with code 130429.
-    #[arg(long)]
-    pub max_mps: Option<u32>,
-    /// After each accepted send, POST a signed `sent` status webhook to this URL.
-    #[arg(long)]
-    pub status_webhook_url: Option<String>,
-    /// Follow each `sent` status webhook with a `delivered` one.
-    #[arg(long)]
-    pub delivered_status: bool,
-    /// How long after an accepted send its status webhooks are posted (Meta's can lag).
-    #[arg(long, default_value = "0ms")]
-    pub status_delay: humantime::Duration,
-    /// App secret that signs the status webhooks (X-Hub-Signature-256).
-    #[arg(long, env = "REPLYD_APP_SECRET", hide_env_values = true)]
-    pub app_secret: Option<String>,
-    /// Seed for the fault draws; random when absent (logged at start).
-    #[arg(long)]
-    pub seed: Option<u64>,
-}
-
-impl Default for FakeCloudArgs {
-    /// The CLI defaults, listening on a free port: what tests start from.
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            latency: Duration::ZERO.into(),
-            error_5xx_ratio: 0.0,
-            rate_limit_ratio: 0.0,
-            timeout_ratio: 0.0,
-            timeout_before_ratio: 0.0,
-            timeout_delay: Duration::from_secs(30).into(),
-            permanent_error_code: None,
-            max_mps: None,
-            status_webhook_url: None,
-            delivered_status: false,
-            status_delay: Duration::ZERO.into(),
-            app_secret: None,
-            seed: None,
-        }
-    }
-}
-
-fn ratio(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
-        _ => Err(format!("`{s}` is not a number between 0.0 and 1.0")),
-    }
-}
-
 /// A send the fake accepted, as it arrived.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RecordedSend {
+    /// Which API took it: `cloud` or `wasender`.
+    pub provider: Provider,
+    /// The phone number id (Cloud API), or the session the API key belongs to (gateway).
     pub phone_number_id: String,
     pub to: String,
     pub body: String,
     pub context_message_id: Option<String>,
     pub callback_data: Option<String>,
-    /// The outbound id the fake answered with: `wamid.FAKE.<run>.<n>`.
+    /// The outbound id the fake answered with: `wamid.FAKE.<run>.<n>` (Cloud API), or the
+    /// gateway's integer `msgId` as a string.
     pub message_id: String,
-    /// The whole `Authorization` header value (`Bearer …`).
+    /// Gateway only: the WhatsApp message key (`3EB0…`) its status webhooks carry.
+    pub key_id: Option<String>,
+    /// The whole `Authorization` header value (`Bearer …`): tells which token or API key sent.
     pub authorization: Option<String>,
+    pub received_at_ms: i64,
+}
+
+/// A read receipt (`"status":"read"`) posted to the Cloud API send route.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReadReceipt {
+    pub phone_number_id: String,
+    /// The inbound wamid marked read.
+    pub message_id: String,
+    /// It asked for the typing indicator.
+    pub typing: bool,
+    /// It was answered 500 (`mark_read_fails`).
+    pub failed: bool,
     pub received_at_ms: i64,
 }
 
@@ -139,7 +95,7 @@ impl FakeCloudApi {
         let seed = args.seed.unwrap_or_else(rand::random);
         let started_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+            .map_or(0, |d| d.as_millis() as u64);
         let faults = Faults {
             permanent_error_code: args.permanent_error_code,
             halt_code: None,
@@ -147,21 +103,31 @@ impl FakeCloudApi {
             rate_limit_ratio: args.rate_limit_ratio,
             timeout_ratio: args.timeout_ratio,
             timeout_before_ratio: args.timeout_before_ratio,
+            mark_read_fails: args.mark_read_fails,
+            wasender_connected: !args.wasender_disconnected,
+            wasender_status_key: args.wasender_status_key,
         };
+        let status_delay: Duration = args.status_delay.into();
         let webhook = args.status_webhook_url.map(|url| {
             let mut hook = StatusWebhook::new(url, args.app_secret, args.delivered_status);
-            hook.delay = args.status_delay.into();
+            hook.delay = status_delay;
             hook
         });
-        let shared = Arc::new(Shared::new(
-            faults,
-            args.latency.into(),
-            args.timeout_delay.into(),
-            args.max_mps,
+        let gateway_webhook = args.wasender_webhook_url.map(|url| {
+            let mut hook = GatewayWebhook::new(url, args.wasender_secret, args.delivered_status);
+            hook.delay = status_delay;
+            hook
+        });
+        let settings = Settings {
+            latency: args.latency.into(),
+            timeout_delay: args.timeout_delay.into(),
+            max_mps: args.max_mps,
             webhook,
-            seed,
-            format!("{started_ms:x}"),
-        ));
+            gateway_webhook,
+            sessions: args.wasender_sessions.into_iter().collect(),
+            default_session: args.wasender_default_session,
+        };
+        let shared = Arc::new(Shared::new(faults, settings, seed, started_ms));
 
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -191,16 +157,51 @@ impl FakeCloudApi {
 
     /// The base URL to configure as `REPLYD_GRAPH_BASE_URL`; any version prefix is served.
     pub fn base_url(&self) -> String {
+        format!("{}/v25.0", self.root_url())
+    }
+
+    /// The base URL to configure as a gateway's `base_url` (the WASender API sits under `/api`).
+    pub fn gateway_base_url(&self) -> String {
+        self.root_url()
+    }
+
+    fn root_url(&self) -> String {
         let mut addr = self.addr;
         if addr.ip().is_unspecified() {
             addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
-        format!("http://{addr}/v25.0")
+        format!("http://{addr}")
     }
 
-    /// Every accepted send, in arrival order.
+    /// Every accepted send of both APIs, in arrival order.
     pub fn sends(&self) -> Vec<RecordedSend> {
-        self.shared.sends()
+        self.shared.sends(None)
+    }
+
+    /// The accepted sends of one API, in arrival order.
+    pub fn sends_of(&self, provider: Provider) -> Vec<RecordedSend> {
+        self.shared.sends(Some(provider))
+    }
+
+    /// Every read receipt posted, failed ones included, in arrival order.
+    pub fn read_receipts(&self) -> Vec<ReadReceipt> {
+        self.shared.read_receipts()
+    }
+
+    /// Answer read receipts 500 (still recording them, flagged `failed`).
+    pub fn set_mark_read_fails(&self, fails: bool) {
+        self.shared.update_faults(|f| f.mark_read_fails = fails);
+    }
+
+    /// While false the gateway answers every send 503 and records nothing.
+    pub fn set_wasender_connected(&self, connected: bool) {
+        self.shared
+            .update_faults(|f| f.wasender_connected = connected);
+    }
+
+    /// Which id the gateway's status webhooks carry in `data.key.id`.
+    pub fn set_wasender_status_key(&self, key: StatusKeyId) {
+        self.shared.update_faults(|f| f.wasender_status_key = key);
     }
 
     pub fn set_permanent_error(&self, code: Option<i64>) {
@@ -234,13 +235,13 @@ impl FakeCloudApi {
         self.shared.stalled_before_send()
     }
 
-    /// Answers every send and every probe with this halt-class code (e.g. 190 → HTTP 401)
-    /// until cleared with `None`.
+    /// Answers every send and every probe with this halt-class code (e.g. 190 → HTTP 401; the
+    /// gateway answers with the code's HTTP status) until cleared with `None`.
     pub fn set_halt(&self, code: Option<i64>) {
         self.shared.update_faults(|f| f.halt_code = code);
     }
 
-    /// How many sends were answered 130429 because of `--max-mps`.
+    /// How many sends were refused because of `--max-mps` (both APIs).
     pub fn throughput_rejections(&self) -> u64 {
         self.shared.throughput_rejections()
     }
@@ -263,7 +264,7 @@ impl Drop for FakeCloudApi {
     }
 }
 
-/// The CLI: start, print the base URL on stdout, serve until Ctrl-C.
+/// The CLI: start, print the Cloud API base URL on stdout, serve until Ctrl-C.
 pub async fn run(args: FakeCloudArgs) -> anyhow::Result<()> {
     let fake = FakeCloudApi::start(args).await?;
     println!("{}", fake.base_url());
@@ -275,5 +276,7 @@ pub async fn run(args: FakeCloudArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(test)]
+mod gateway_tests;
 #[cfg(test)]
 mod tests;

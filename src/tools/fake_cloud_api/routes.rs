@@ -1,34 +1,46 @@
-//! HTTP routes of the fake: the send endpoint and the number probe (Cloud API shapes), plus
-//! `/sent` and `/faults` for tests, demos and benchmarks driving it from outside.
+//! The fake's router, and the Cloud API routes: the send endpoint (which also takes read
+//! receipts) and the number probe, in the Cloud API's shapes.
 //!
 //! A send is checked in the order the real API would reject it — authorization, halted
 //! number, request body, configured permanent error, throughput — and only then may a random
 //! fault be injected. Nothing is recorded unless the send was accepted (a held-back answer
 //! counts as accepted: the message went out, only the answer is late; a stall before the send
-//! does not: nothing went out).
+//! does not: nothing went out). A read receipt is never a send: it is recorded apart, and only
+//! `mark_read_fails` makes it fail.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::header::{AUTHORIZATION, RETRY_AFTER};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::RecordedSend;
-use super::state::{Faults, Injected, Shared};
+use super::state::{Injected, Shared};
+use super::{ReadReceipt, RecordedSend, control, gateway};
+use crate::domain::Provider;
 
 /// Meta's limit on `text.body`, in characters.
 const MAX_TEXT_CHARS: usize = 4096;
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/sent", get(list_sent).delete(clear_sent))
-        .route("/faults", get(get_faults).patch(patch_faults))
+        .route("/sent", get(control::list_sent).delete(control::clear_sent))
+        .route(
+            "/read-receipts",
+            get(control::list_read_receipts).delete(control::clear_read_receipts),
+        )
+        .route(
+            "/faults",
+            get(control::get_faults).patch(control::patch_faults),
+        )
+        .route("/api/send-message", post(gateway::send))
+        .route("/api/status", get(gateway::status))
+        .route("/api/messages/{msg_id}/info", get(gateway::message_info))
         .route("/{version}/{phone_number_id}", get(probe))
         .route("/{version}/{phone_number_id}/messages", post(send))
         .with_state(shared)
@@ -50,7 +62,9 @@ async fn send(
     }
     let text = match parse_send(&body) {
         Ok(Outgoing::Text(text)) => text,
-        Ok(Outgoing::MarkRead) => return Json(json!({ "success": true })).into_response(),
+        Ok(Outgoing::MarkRead { message_id, typing }) => {
+            return mark_read(&shared, phone_number_id, message_id, typing);
+        }
         Err(details) => return api_error(&shared, 100, &details),
     };
     if let Some(code) = faults.permanent_error_code {
@@ -76,7 +90,7 @@ async fn send(
             );
             answer
                 .headers_mut()
-                .insert(RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
             return answer;
         }
         Injected::TimeoutBeforeSend => {
@@ -94,12 +108,14 @@ async fn send(
     }
 
     let recorded = RecordedSend {
+        provider: Provider::Cloud,
         phone_number_id,
         to: text.to,
         body: text.body,
         context_message_id: text.context_message_id,
         callback_data: text.callback_data,
         message_id: shared.next_message_id(),
+        key_id: None,
         authorization: Some(authorization),
         received_at_ms: now_ms(),
     };
@@ -118,6 +134,28 @@ async fn send(
     .into_response()
 }
 
+/// Records the receipt and answers `{"success": true}`, or 500 (131000) when told to fail.
+fn mark_read(
+    shared: &Shared,
+    phone_number_id: String,
+    message_id: String,
+    typing: bool,
+) -> Response {
+    let failed = shared.faults().mark_read_fails;
+    shared.record_read_receipt(ReadReceipt {
+        phone_number_id,
+        message_id,
+        typing,
+        failed,
+        received_at_ms: now_ms(),
+    });
+    if failed {
+        let status = StatusCode::INTERNAL_SERVER_ERROR;
+        return api_error_with_status(shared, status, 131_000, "mark-read failure injected");
+    }
+    Json(json!({ "success": true })).into_response()
+}
+
 async fn probe(
     State(shared): State<Arc<Shared>>,
     Path((_version, phone_number_id)): Path<(String, String)>,
@@ -132,73 +170,8 @@ async fn probe(
     Json(json!({ "id": phone_number_id })).into_response()
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct SentQuery {
-    count: Option<String>,
-}
-
-async fn list_sent(State(shared): State<Arc<Shared>>, Query(query): Query<SentQuery>) -> Response {
-    match query.count.as_deref() {
-        None | Some("0" | "false") => Json(shared.sends()).into_response(),
-        Some(_) => Json(json!({
-            "count": shared.send_count(),
-            "throughput_rejections": shared.throughput_rejections(),
-            "stalled_before_send": shared.stalled_before_send(),
-        }))
-        .into_response(),
-    }
-}
-
-async fn clear_sent(State(shared): State<Arc<Shared>>) -> StatusCode {
-    shared.clear_sends();
-    StatusCode::NO_CONTENT
-}
-
-async fn get_faults(State(shared): State<Arc<Shared>>) -> Json<Faults> {
-    Json(shared.faults())
-}
-
-/// Partial update: only the keys present change; `null` clears an error code.
-async fn patch_faults(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    let mut faults = shared.faults();
-    if let Err(problem) = apply_patch(&mut faults, &body) {
-        let answer = json!({ "error": problem });
-        return (StatusCode::BAD_REQUEST, Json(answer)).into_response();
-    }
-    shared.update_faults(|current| *current = faults);
-    Json(faults).into_response()
-}
-
-fn apply_patch(faults: &mut Faults, body: &[u8]) -> Result<(), String> {
-    let patch: Map<String, Value> =
-        serde_json::from_slice(body).map_err(|e| format!("expected a JSON object: {e}"))?;
-    for (key, value) in patch {
-        let code = || match &value {
-            Value::Null => Ok(None),
-            v => v
-                .as_i64()
-                .map(Some)
-                .ok_or(format!("{key} must be an integer or null")),
-        };
-        let ratio = || match value.as_f64() {
-            Some(r) if (0.0..=1.0).contains(&r) => Ok(r),
-            _ => Err(format!("{key} must be a number between 0 and 1")),
-        };
-        match key.as_str() {
-            "permanent_error_code" => faults.permanent_error_code = code()?,
-            "halt_code" => faults.halt_code = code()?,
-            "error_5xx_ratio" => faults.error_5xx_ratio = ratio()?,
-            "rate_limit_ratio" => faults.rate_limit_ratio = ratio()?,
-            "timeout_ratio" => faults.timeout_ratio = ratio()?,
-            "timeout_before_ratio" => faults.timeout_before_ratio = ratio()?,
-            other => return Err(format!("unknown fault {other:?}")),
-        }
-    }
-    Ok(())
-}
-
 /// The whole `Authorization` value when it is `Bearer <something>`.
-fn bearer(headers: &HeaderMap) -> Option<String> {
+pub(super) fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| value.to_owned())
@@ -206,8 +179,11 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
 
 enum Outgoing {
     Text(TextSend),
-    /// `{"status":"read","message_id":…}`: acknowledged, not a send.
-    MarkRead,
+    /// `{"status":"read","message_id":…, "typing_indicator"?: {"type":"text"}}`: not a send.
+    MarkRead {
+        message_id: String,
+        typing: bool,
+    },
 }
 
 struct TextSend {
@@ -226,8 +202,18 @@ fn parse_send(body: &[u8]) -> Result<Outgoing, String> {
         return Err("messaging_product must be \"whatsapp\"".into());
     }
     if text("status") == Some("read") {
+        let typing = match message.get("typing_indicator") {
+            None => false,
+            Some(indicator) if indicator.get("type").and_then(Value::as_str) == Some("text") => {
+                true
+            }
+            Some(_) => return Err("typing_indicator.type must be \"text\"".into()),
+        };
         return match text("message_id") {
-            Some(id) if !id.is_empty() => Ok(Outgoing::MarkRead),
+            Some(id) if !id.is_empty() => Ok(Outgoing::MarkRead {
+                message_id: id.to_owned(),
+                typing,
+            }),
             _ => Err("message_id is required to mark a message as read".into()),
         };
     }
@@ -306,7 +292,7 @@ pub(super) fn http_status_for(code: i64) -> StatusCode {
     }
 }
 
-fn title_for(code: i64) -> &'static str {
+pub(super) fn title_for(code: i64) -> &'static str {
     match code {
         0 => "AuthException",
         190 => "Access token has expired",
@@ -332,7 +318,7 @@ fn title_for(code: i64) -> &'static str {
     }
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH);
     since_epoch.map_or(0, |d| d.as_millis() as i64)
 }

@@ -1,5 +1,6 @@
-//! The fake's shared state: current faults, the send record, per-number throughput buckets and
-//! the seeded random source that decides which sends get an injected fault.
+//! The fake's shared state: current faults, the send and read-receipt records, per-number (and
+//! per-session) throughput buckets and the seeded random source that decides which sends get an
+//! injected fault.
 //!
 //! Every lock here is a `std::sync::Mutex` held for a few instructions and never across an
 //! `.await`, so handlers and test-side setters can share it freely.
@@ -14,11 +15,13 @@ use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::RecordedSend;
-use super::webhook::StatusWebhook;
+use super::args::StatusKeyId;
+use super::webhook::{GatewayWebhook, StatusWebhook};
+use super::{ReadReceipt, RecordedSend};
+use crate::domain::Provider;
 
 /// Faults that can be changed while the fake runs (from tests, or `PATCH /faults`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub(super) struct Faults {
     /// Every send is answered with this error code.
     pub permanent_error_code: Option<i64>,
@@ -29,8 +32,25 @@ pub(super) struct Faults {
     /// Accepted, sent, answer held back (the client times out after the message went out).
     pub timeout_ratio: f64,
     /// Stalled before anything goes out (the client times out, nothing was sent).
-    #[serde(default)]
     pub timeout_before_ratio: f64,
+    /// Read receipts are answered 500 (and recorded as failed).
+    pub mark_read_fails: bool,
+    /// While false, the gateway answers every send 503 "session is not connected".
+    pub wasender_connected: bool,
+    /// Which id the gateway's status webhooks carry.
+    pub wasender_status_key: StatusKeyId,
+}
+
+/// What does not change while the fake runs.
+pub(super) struct Settings {
+    pub latency: Duration,
+    pub timeout_delay: Duration,
+    pub max_mps: Option<u32>,
+    pub webhook: Option<StatusWebhook>,
+    pub gateway_webhook: Option<GatewayWebhook>,
+    /// WASender API key → session id; empty = every key is welcome.
+    pub sessions: HashMap<String, String>,
+    pub default_session: String,
 }
 
 /// A fault drawn for one send that passed validation.
@@ -60,14 +80,20 @@ pub(super) struct Shared {
     pub timeout_delay: Duration,
     pub max_mps: Option<u32>,
     pub webhook: Option<StatusWebhook>,
+    pub gateway_webhook: Option<GatewayWebhook>,
     pub shutdown: CancellationToken,
+    sessions: HashMap<String, String>,
+    default_session: String,
     faults: Mutex<Faults>,
     rng: Mutex<StdRng>,
     sends: Mutex<Vec<RecordedSend>>,
+    read_receipts: Mutex<Vec<ReadReceipt>>,
     buckets: Mutex<HashMap<String, Bucket>>,
     /// Distinguishes this run's message ids from an earlier run's, so a store that outlives the
     /// fake never sees the same outbound id twice.
     run_id: String,
+    /// The same for the gateway's integer `msgId`s: this run's start in ms × 1000.
+    msg_id_base: u64,
     next_message: AtomicU64,
     next_trace: AtomicU64,
     throughput_rejections: AtomicU64,
@@ -81,26 +107,32 @@ struct Bucket {
 }
 
 impl Shared {
-    pub fn new(
-        faults: Faults,
-        latency: Duration,
-        timeout_delay: Duration,
-        max_mps: Option<u32>,
-        webhook: Option<StatusWebhook>,
-        seed: u64,
-        run_id: String,
-    ) -> Self {
+    pub fn new(faults: Faults, settings: Settings, seed: u64, started_ms: u64) -> Self {
+        let Settings {
+            latency,
+            timeout_delay,
+            max_mps,
+            webhook,
+            gateway_webhook,
+            sessions,
+            default_session,
+        } = settings;
         Self {
             latency,
             timeout_delay,
             max_mps,
             webhook,
+            gateway_webhook,
             shutdown: CancellationToken::new(),
+            sessions,
+            default_session,
             faults: Mutex::new(faults),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             sends: Mutex::new(Vec::new()),
+            read_receipts: Mutex::new(Vec::new()),
             buckets: Mutex::new(HashMap::new()),
-            run_id,
+            run_id: format!("{started_ms:x}"),
+            msg_id_base: started_ms.saturating_mul(1000),
             next_message: AtomicU64::new(1),
             next_trace: AtomicU64::new(1),
             throughput_rejections: AtomicU64::new(0),
@@ -135,6 +167,15 @@ impl Shared {
             return Injected::Timeout;
         }
         Injected::None
+    }
+
+    /// The session a WASender API key belongs to; `None` when sessions are configured and the
+    /// key is not one of them.
+    pub fn session_of(&self, api_key: &str) -> Option<String> {
+        if self.sessions.is_empty() {
+            return Some(self.default_session.clone());
+        }
+        self.sessions.get(api_key).cloned()
     }
 
     /// Takes one send from the number's throughput budget; `false` (and counted) when it is spent.
@@ -178,6 +219,14 @@ impl Shared {
         format!("wamid.FAKE.{}.{n}", self.run_id)
     }
 
+    /// A gateway send's ids: the integer `msgId` its answer carries and the WhatsApp key
+    /// (`3EB0…`, upper-case hex) its status webhooks carry.
+    pub fn next_gateway_ids(&self) -> (u64, String) {
+        let n = self.next_message.fetch_add(1, Ordering::Relaxed);
+        let key = format!("3EB0{}{n:08X}", self.run_id.to_uppercase());
+        (self.msg_id_base + n, key)
+    }
+
     pub fn next_trace_id(&self) -> String {
         let n = self.next_trace.fetch_add(1, Ordering::Relaxed);
         format!("AFakeTrace{}x{n}", self.run_id)
@@ -187,16 +236,47 @@ impl Shared {
         lock(&self.sends).push(send);
     }
 
-    pub fn sends(&self) -> Vec<RecordedSend> {
-        lock(&self.sends).clone()
+    pub fn sends(&self, provider: Option<Provider>) -> Vec<RecordedSend> {
+        let sends = lock(&self.sends);
+        let wanted = |s: &&RecordedSend| provider.is_none_or(|p| s.provider == p);
+        sends.iter().filter(wanted).cloned().collect()
     }
 
-    pub fn send_count(&self) -> usize {
-        lock(&self.sends).len()
+    pub fn send_count(&self, provider: Option<Provider>) -> usize {
+        let sends = lock(&self.sends);
+        sends
+            .iter()
+            .filter(|s| provider.is_none_or(|p| s.provider == p))
+            .count()
+    }
+
+    /// A gateway send of `session` by its `msgId`.
+    pub fn gateway_send(&self, session: &str, msg_id: &str) -> Option<RecordedSend> {
+        let sends = lock(&self.sends);
+        sends
+            .iter()
+            .find(|s| {
+                s.provider == Provider::Wasender
+                    && s.phone_number_id == session
+                    && s.message_id == msg_id
+            })
+            .cloned()
     }
 
     pub fn clear_sends(&self) {
         lock(&self.sends).clear();
+    }
+
+    pub fn record_read_receipt(&self, receipt: ReadReceipt) {
+        lock(&self.read_receipts).push(receipt);
+    }
+
+    pub fn read_receipts(&self) -> Vec<ReadReceipt> {
+        lock(&self.read_receipts).clone()
+    }
+
+    pub fn clear_read_receipts(&self) {
+        lock(&self.read_receipts).clear();
     }
 
     /// Sleeps unless the fake is shutting down, so a held-back answer never delays shutdown.

@@ -358,6 +358,9 @@ async fn faults_can_be_changed_over_http() {
         json!({"timeout_ratio": 2.0}),
         json!({"nonsense": 1}),
         json!([1]),
+        json!({"wasender_connected": "no"}),
+        json!({"mark_read_fails": 1}),
+        json!({"wasender_status_key": "wamid"}),
     ] {
         assert_eq!(
             http.patch(&url).json(&bad).send().await.unwrap().status(),
@@ -378,47 +381,28 @@ async fn faults_can_be_changed_over_http() {
         .await
         .unwrap();
     assert_eq!(patched["timeout_before_ratio"], 0.25);
+    assert_eq!(patched["wasender_connected"], true);
+    let patched: Value = http
+        .patch(&url)
+        .json(
+            &json!({"wasender_connected": false, "mark_read_fails": true,
+                      "wasender_status_key": "msg_id"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            &patched["wasender_connected"],
+            &patched["mark_read_fails"],
+            &patched["wasender_status_key"]
+        ),
+        (&json!(false), &json!(true), &json!("msg_id"))
+    );
     fake.shutdown().await;
-}
-
-#[test]
-fn cli_arguments_parse_with_their_defaults() {
-    use clap::{CommandFactory, Parser};
-    #[derive(Debug, Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: FakeCloudArgs,
-    }
-    Cli::command().debug_assert();
-    let cli = Cli::try_parse_from(["fake", "--latency", "20ms", "--max-mps", "80"]).unwrap();
-    assert_eq!(cli.args.listen.to_string(), "127.0.0.1:9091");
-    assert_eq!(Duration::from(cli.args.latency), Duration::from_millis(20));
-    assert_eq!(
-        Duration::from(cli.args.timeout_delay),
-        Duration::from_secs(30)
-    );
-    assert_eq!(cli.args.max_mps, Some(80));
-    assert_eq!(
-        (cli.args.timeout_ratio, cli.args.timeout_before_ratio),
-        (0.0, 0.0)
-    );
-    assert!(!cli.args.delivered_status);
-    let cli = Cli::try_parse_from([
-        "fake",
-        "--timeout-before-ratio",
-        "0.04",
-        "--timeout-after-ratio",
-        "0.05",
-        "--delivered-status",
-    ])
-    .unwrap();
-    assert_eq!(
-        (cli.args.timeout_before_ratio, cli.args.timeout_ratio),
-        (0.04, 0.05)
-    );
-    assert!(cli.args.delivered_status);
-    assert!(Cli::try_parse_from(["fake", "--timeout-before-ratio", "-1"]).is_err());
-    assert!(Cli::try_parse_from(["fake", "--error-5xx-ratio", "1.5"]).is_err());
 }
 
 #[test]

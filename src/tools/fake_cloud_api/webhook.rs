@@ -1,14 +1,20 @@
-//! The status webhooks the fake posts after each accepted send (`sent`, then `delivered` when
-//! asked), in the Cloud API's shape: the new outbound id plus the `biz_opaque_callback_data` the
-//! sender passed, signed like Meta signs (HMAC-SHA256 over the escaped-unicode body). Posted
-//! from a task of its own, so they can arrive before the send's answer — as they can from Meta.
+//! The status webhooks the fake posts after each accepted send, from a task of their own, so
+//! they can arrive before the send's answer — as they can from the real services.
+//! - Cloud API: `sent`, then `delivered` when asked, in Meta's shape: the new outbound id plus
+//!   the `biz_opaque_callback_data` the sender passed, signed like Meta signs (HMAC-SHA256 over
+//!   the escaped-unicode body, `X-Hub-Signature-256`).
+//! - WASender: `messages.update` with WASender's numeric status (2 sent, then 3 delivered when
+//!   asked), the message's WhatsApp key in `data.key.id`, the session in `sessionId`, a
+//!   millisecond `timestamp` (as WASender's own example shows) and the secret itself in
+//!   `X-Webhook-Signature`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
 use super::RecordedSend;
-use crate::whatsapp::signature;
+use super::args::StatusKeyId;
+use crate::whatsapp::{signature, wasender};
 
 /// Attempts per webhook, with a doubling pause in between; Meta retries for days, the fake
 /// only long enough to ride out a receiver that is starting up.
@@ -16,51 +22,39 @@ const ATTEMPTS: u32 = 4;
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 const WABA_ID: &str = "900000000000001";
 const DISPLAY_PHONE_NUMBER: &str = "15550000000";
+/// WASender's `messages.update` status codes.
+const GATEWAY_SENT: i64 = 2;
+const GATEWAY_DELIVERED: i64 = 3;
 
+/// Posts bodies to one URL with a few retries.
 #[derive(Debug, Clone)]
-pub(super) struct StatusWebhook {
+struct Poster {
     url: String,
-    app_secret: Option<Vec<u8>>,
-    /// Follow `sent` with `delivered`.
-    delivered: bool,
-    /// Wait this long after the send before posting.
-    pub delay: Duration,
     http: reqwest::Client,
 }
 
-impl StatusWebhook {
-    pub fn new(url: String, app_secret: Option<String>, delivered: bool) -> Self {
+impl Poster {
+    fn new(url: String) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .expect("building a rustls HTTP client does not fail");
-        Self {
-            url,
-            app_secret: app_secret.map(String::into_bytes),
-            delivered,
-            delay: Duration::ZERO,
-            http,
-        }
+        Self { url, http }
     }
 
-    /// Posts the statuses of `send` in the background, `sent` first.
-    pub fn spawn_post(&self, send: &RecordedSend) {
-        let hook = self.clone();
-        let now = SystemTime::now();
-        let mut bodies = vec![status_body(send, "sent", now)];
-        if self.delivered {
-            bodies.push(status_body(send, "delivered", now));
-        }
-        let message_id = send.message_id.clone();
+    /// Posts `bodies` in order after `delay`, in the background.
+    fn spawn(&self, delay: Duration, bodies: Vec<Vec<u8>>, header: Header, message_id: String) {
+        let poster = self.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(hook.delay).await;
+            tokio::time::sleep(delay).await;
             for body in bodies {
-                hook.post(body, &message_id).await;
+                let header = header.value(&body);
+                poster.post(body, header, &message_id).await;
             }
         });
     }
 
-    async fn post(&self, body: Vec<u8>, message_id: &str) {
+    async fn post(&self, body: Vec<u8>, header: Option<(&'static str, String)>, message_id: &str) {
         let mut pause = FIRST_PAUSE;
         for attempt in 1..=ATTEMPTS {
             let mut request = self
@@ -68,8 +62,8 @@ impl StatusWebhook {
                 .post(&self.url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.clone());
-            if let Some(secret) = &self.app_secret {
-                request = request.header(signature::HEADER, signature::sign(secret, &body));
+            if let Some((name, value)) = &header {
+                request = request.header(*name, value);
             }
             match request.send().await {
                 Ok(answer) if answer.status().is_success() => return,
@@ -93,6 +87,135 @@ impl StatusWebhook {
             url = %self.url,
             "status webhook not delivered after {ATTEMPTS} attempts"
         );
+    }
+}
+
+/// How a webhook proves where it comes from.
+#[derive(Debug, Clone)]
+enum Header {
+    None,
+    /// `X-Hub-Signature-256: sha256=<HMAC of the body>`.
+    MetaSignature(Vec<u8>),
+    /// `X-Webhook-Signature: <the secret>`.
+    SharedSecret(String),
+}
+
+impl Header {
+    fn value(&self, body: &[u8]) -> Option<(&'static str, String)> {
+        match self {
+            Header::None => None,
+            Header::MetaSignature(secret) => {
+                Some((signature::HEADER, signature::sign(secret, body)))
+            }
+            Header::SharedSecret(secret) => Some((wasender::SECRET_HEADER, secret.clone())),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct StatusWebhook {
+    poster: Poster,
+    app_secret: Option<Vec<u8>>,
+    /// Follow `sent` with `delivered`.
+    delivered: bool,
+    /// Wait this long after the send before posting.
+    pub delay: Duration,
+}
+
+impl StatusWebhook {
+    pub fn new(url: String, app_secret: Option<String>, delivered: bool) -> Self {
+        Self {
+            poster: Poster::new(url),
+            app_secret: app_secret.map(String::into_bytes),
+            delivered,
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// Posts the statuses of `send` in the background, `sent` first.
+    pub fn spawn_post(&self, send: &RecordedSend) {
+        let now = SystemTime::now();
+        let mut bodies = vec![status_body(send, "sent", now)];
+        if self.delivered {
+            bodies.push(status_body(send, "delivered", now));
+        }
+        let header = match &self.app_secret {
+            Some(secret) => Header::MetaSignature(secret.clone()),
+            None => Header::None,
+        };
+        self.poster
+            .spawn(self.delay, bodies, header, send.message_id.clone());
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct GatewayWebhook {
+    poster: Poster,
+    secret: Option<String>,
+    delivered: bool,
+    pub delay: Duration,
+}
+
+impl GatewayWebhook {
+    pub fn new(url: String, secret: Option<String>, delivered: bool) -> Self {
+        Self {
+            poster: Poster::new(url),
+            secret,
+            delivered,
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// Posts `messages.update` events for a gateway send in the background, sent first.
+    pub fn spawn_post(&self, send: &RecordedSend, key: StatusKeyId) {
+        let now = SystemTime::now();
+        let mut bodies = vec![gateway_status_body(send, key, GATEWAY_SENT, now)];
+        if self.delivered {
+            bodies.push(gateway_status_body(send, key, GATEWAY_DELIVERED, now));
+        }
+        let header = match &self.secret {
+            Some(secret) => Header::SharedSecret(secret.clone()),
+            None => Header::None,
+        };
+        self.poster
+            .spawn(self.delay, bodies, header, send.message_id.clone());
+    }
+}
+
+/// WASender's `messages.update` for one of our own (`fromMe`) messages.
+pub(super) fn gateway_status_body(
+    send: &RecordedSend,
+    key: StatusKeyId,
+    status: i64,
+    now: SystemTime,
+) -> Vec<u8> {
+    let id = match (key, &send.key_id) {
+        (StatusKeyId::Key, Some(key_id)) => key_id.as_str(),
+        _ => send.message_id.as_str(),
+    };
+    let timestamp_ms = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    json!({
+        "event": "messages.update",
+        "timestamp": timestamp_ms,
+        "sessionId": send.phone_number_id,
+        "data": {
+            "key": { "id": id, "fromMe": true, "remoteJid": jid(&send.to) },
+            "update": { "status": status },
+        },
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// `+34600000001` → `34600000001@s.whatsapp.net`; a JID (`…@g.us`) stays as it is.
+pub(super) fn jid(to: &str) -> String {
+    if to.contains('@') {
+        to.to_owned()
+    } else {
+        format!("{}@s.whatsapp.net", to.trim_start_matches('+'))
     }
 }
 
@@ -249,12 +372,14 @@ mod tests {
     #[test]
     fn the_body_omits_absent_callback_data_and_the_plus_sign() {
         let send = RecordedSend {
+            provider: crate::domain::Provider::Cloud,
             phone_number_id: "1001".into(),
             to: "+4915550001111".into(),
             body: "x".into(),
             context_message_id: None,
             callback_data: None,
             message_id: "wamid.FAKE.1".into(),
+            key_id: None,
             authorization: None,
             received_at_ms: 0,
         };

@@ -1,5 +1,5 @@
-//! Reading the Cloud API's answers: the success shape, the error body, `Retry-After`.
-//! Pure: bytes and header values in, values out.
+//! Reading the Cloud API's answers: the success shapes, the error body, `Retry-After` (which the
+//! gateway client reads too). Pure: bytes and header values in, values out.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,14 +9,26 @@ use super::{Accepted, SendError};
 
 pub(super) fn parse_accepted(body: &[u8]) -> Result<Accepted, SendError> {
     let value: Value = serde_json::from_slice(body)
-        .map_err(|e| SendError::BadResponse(format!("body is not JSON: {e}")))?;
+        .map_err(|e| SendError::BadResponse(format!("the Cloud API's answer is not JSON: {e}")))?;
     match value.pointer("/messages/0/id").and_then(Value::as_str) {
         Some(id) if !id.is_empty() => Ok(Accepted {
             message_id: id.to_owned(),
         }),
         // The body may list the recipient's number: describe it, never echo it.
         _ => Err(SendError::BadResponse(
-            "no messages[0].id in the answer".into(),
+            "no messages[0].id in the Cloud API's answer".into(),
+        )),
+    }
+}
+
+/// A read receipt is acknowledged with `{"success": true}`.
+pub(super) fn parse_mark_read(body: &[u8]) -> Result<(), SendError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| SendError::BadResponse(format!("the Cloud API's answer is not JSON: {e}")))?;
+    match value.get("success").and_then(Value::as_bool) {
+        Some(true) => Ok(()),
+        _ => Err(SendError::BadResponse(
+            "the Cloud API did not confirm the read receipt (no \"success\": true)".into(),
         )),
     }
 }
@@ -144,6 +156,17 @@ mod tests {
         ] {
             assert!(matches!(
                 parse_accepted(bad),
+                Err(SendError::BadResponse(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn read_receipts_need_success_true() {
+        assert!(parse_mark_read(br#"{"success":true}"#).is_ok());
+        for bad in [&br#"{"success":false}"#[..], br#"{}"#, b"ok"] {
+            assert!(matches!(
+                parse_mark_read(bad),
                 Err(SendError::BadResponse(_))
             ));
         }

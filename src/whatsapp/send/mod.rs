@@ -1,28 +1,29 @@
-//! The Cloud API send client: one text reply per call, every failure a [`SendError`] that knows
-//! its [`FailureClass`].
+//! The send clients: the Cloud API ([`CloudClient`]: text replies, read receipts) and the
+//! WASender gateway ([`WasenderClient`]). One text reply per call, every failure a [`SendError`]
+//! that knows its [`FailureClass`].
 //!
-//! The send API has no idempotency key, so the distinction that matters most is whether a failed
-//! request could have gone out: [`SendError::NotSent`] (connect, DNS, TLS — safe to retry) versus
-//! [`SendError::Unknown`] (timed out or cut off after the request was written — the message may
-//! have been sent, and the caller must treat it as ambiguous). Redirects are never followed, so
-//! the client itself never replays a POST. Bodies and recipients are never logged.
+//! Neither send API has an idempotency key, so the distinction that matters most is whether a
+//! failed request could have gone out: [`SendError::NotSent`] (connect, DNS, TLS — safe to retry)
+//! versus [`SendError::Unknown`] (timed out or cut off after the request was written — the
+//! message may have been sent, and the caller must treat it as ambiguous). Redirects are never
+//! followed, so a client itself never replays a POST. Bodies and recipients are never logged.
 
 mod answer;
+mod transport;
+pub mod wasender;
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
-use bytes::Bytes;
-use reqwest::header::RETRY_AFTER;
-use reqwest::{RequestBuilder, Url};
+use reqwest::Url;
 use serde_json::{Value, json};
 use tracing::field::Empty;
 
 use super::errors::{FailureClass, RetryHint, classify_code, classify_http_status};
-use answer::{parse_accepted, parse_error_body, parse_retry_after};
-
-/// A connect gets at most half the request budget (and never more than this), so a slow connect
-/// is reported by the connector as `NotSent` rather than by the overall timeout as ambiguous.
-const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::domain::Provider;
+use answer::{parse_accepted, parse_error_body, parse_mark_read};
+pub use transport::upstream_name;
+use transport::{Refusal, exchange, http_client};
+pub use wasender::WasenderClient;
 
 #[derive(Debug, Clone)]
 pub struct CloudClient {
@@ -47,7 +48,8 @@ pub struct TextReply<'a> {
 /// The API took the message: accepted, not yet delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
-    /// `messages[0].id`, the outbound wamid that status webhooks will carry.
+    /// The outbound id: the wamid (`messages[0].id`) that Cloud API status webhooks carry, or the
+    /// WASender gateway's `data.msgId` (see [`wasender`] for how that ties to its statuses).
     pub message_id: String,
 }
 
@@ -58,19 +60,26 @@ pub enum SendError {
     NotSent(String),
     /// Sent, but no answer came back (timeout, connection reset mid-response): the message MAY
     /// have been sent.
-    #[error("no answer from the Cloud API, the message may have been sent: {0}")]
+    #[error("no answer, the message may have been sent: {0}")]
     Unknown(String),
     /// The API answered with an error.
-    #[error("Cloud API answered HTTP {http_status}{}", api_suffix(.code, .title, .details))]
+    #[error(
+        "{} answered HTTP {http_status}{}",
+        upstream_name(*.provider),
+        api_suffix(.code, .title, .details)
+    )]
     Api {
+        /// Which service answered; only changes how the error reads.
+        provider: Provider,
         http_status: u16,
+        /// The Cloud API's `error.code`; the gateway has none.
         code: Option<i64>,
         title: Option<String>,
         details: Option<String>,
         retry_after: Option<Duration>,
     },
-    /// 2xx but the body was not the documented success shape (no `messages[0].id`).
-    #[error("Cloud API accepted the request but its answer was not understood: {0}")]
+    /// 2xx but the body was not the documented success shape (no message id, `success:false`).
+    #[error("the request was accepted but its answer was not understood: {0}")]
     BadResponse(String),
 }
 
@@ -89,7 +98,8 @@ impl SendError {
     }
 
     /// Short stable label for dead letters and metrics: `cloud_api_131026`, `http_503`,
-    /// `transport` (not sent), `timeout` (sent, no answer), `bad_response`.
+    /// `transport` (not sent), `timeout` (sent, no answer), `bad_response`. Only the Cloud API
+    /// answers with a code; the gateway's errors are labelled by HTTP status.
     pub fn code_label(&self) -> String {
         match self {
             Self::NotSent(_) => "transport".into(),
@@ -129,15 +139,8 @@ impl CloudClient {
     /// `base_url` includes the version, e.g. `https://graph.facebook.com/v25.0`; a trailing slash
     /// is tolerated. `timeout` bounds each call from connect to the last byte of the answer.
     pub fn new(base_url: &str, timeout: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout((timeout / 2).min(MAX_CONNECT_TIMEOUT))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("replyd/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("building a rustls HTTP client does not fail");
         Self {
-            http,
+            http: http_client(timeout),
             base_url: base_url.trim_end_matches('/').to_owned(),
         }
     }
@@ -157,10 +160,43 @@ impl CloudClient {
     pub async fn send_text(&self, token: &str, req: &TextReply<'_>) -> Result<Accepted, SendError> {
         let url = self.url(&[req.phone_number_id, "messages"])?;
         let request = self.http.post(url).bearer_auth(token).json(&text_body(req));
-        let body = self.exchange(request).await?;
+        let body = exchange(request, Provider::Cloud, cloud_error).await?;
         let accepted = parse_accepted(&body)?;
         tracing::debug!(outbound.id = %accepted.message_id, "reply accepted");
         Ok(accepted)
+    }
+
+    /// Marks an inbound message read (blue ticks), with the typing indicator when `typing`:
+    /// POST `{base}/{phone_number_id}/messages` with `"status":"read"`. Meta shows the indicator
+    /// until the reply arrives or for at most 25 seconds. Marking read is idempotent, so a
+    /// timed-out call is harmless; the caller decides whether to try again.
+    #[tracing::instrument(
+        name = "cloud_api.mark_read",
+        skip_all,
+        fields(
+            phone_number_id = %phone_number_id,
+            message.id = %message_id,
+            typing = typing,
+            http_status = Empty,
+            duration_ms = Empty,
+            fbtrace_id = Empty,
+        )
+    )]
+    pub async fn mark_read(
+        &self,
+        token: &str,
+        phone_number_id: &str,
+        message_id: &str,
+        typing: bool,
+    ) -> Result<(), SendError> {
+        let url = self.url(&[phone_number_id, "messages"])?;
+        let request = self
+            .http
+            .post(url)
+            .bearer_auth(token)
+            .json(&mark_read_body(message_id, typing));
+        let body = exchange(request, Provider::Cloud, cloud_error).await?;
+        parse_mark_read(&body)
     }
 
     /// A cheap authenticated call used to probe whether a halted number can send again:
@@ -173,9 +209,13 @@ impl CloudClient {
     pub async fn probe(&self, token: &str, phone_number_id: &str) -> Result<(), SendError> {
         let mut url = self.url(&[phone_number_id])?;
         url.query_pairs_mut().append_pair("fields", "id");
-        self.exchange(self.http.get(url).bearer_auth(token))
-            .await
-            .map(drop)
+        exchange(
+            self.http.get(url).bearer_auth(token),
+            Provider::Cloud,
+            cloud_error,
+        )
+        .await
+        .map(drop)
     }
 
     fn url(&self, segments: &[&str]) -> Result<Url, SendError> {
@@ -187,38 +227,21 @@ impl CloudClient {
             .extend(segments);
         Ok(url)
     }
+}
 
-    /// Sends, reads the whole answer, and turns anything but a 2xx into [`SendError::Api`].
-    async fn exchange(&self, request: RequestBuilder) -> Result<Bytes, SendError> {
-        let span = tracing::Span::current();
-        let started = Instant::now();
-        let response = request.send().await.map_err(transport_error);
-        span.record("duration_ms", started.elapsed().as_millis() as u64);
-        let response = response?;
-        let status = response.status();
-        span.record("http_status", status.as_u16());
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let body = response.bytes().await;
-        span.record("duration_ms", started.elapsed().as_millis() as u64);
-        if status.is_success() {
-            // The API answered 2xx, so the message was accepted even if the rest was lost.
-            return body.map_err(|e| SendError::Unknown(error_chain(&e)));
-        }
-        let parsed = body.map(|b| parse_error_body(&b)).unwrap_or_default();
-        if let Some(trace) = &parsed.fbtrace_id {
-            span.record("fbtrace_id", trace.as_str());
-        }
-        Err(SendError::Api {
-            http_status: status.as_u16(),
-            code: parsed.code,
-            title: parsed.title,
-            details: parsed.details,
-            retry_after,
-        })
+/// A Cloud API error answer: `{error:{code, message, error_data.details, fbtrace_id}}`.
+fn cloud_error(refusal: Refusal<'_>) -> SendError {
+    let parsed = parse_error_body(refusal.body);
+    if let Some(trace) = &parsed.fbtrace_id {
+        tracing::Span::current().record("fbtrace_id", trace.as_str());
+    }
+    SendError::Api {
+        provider: Provider::Cloud,
+        http_status: refusal.http_status,
+        code: parsed.code,
+        title: parsed.title,
+        details: parsed.details,
+        retry_after: refusal.retry_after,
     }
 }
 
@@ -239,25 +262,16 @@ fn text_body(req: &TextReply<'_>) -> Value {
     body
 }
 
-/// Connect-phase failures (including the connect timeout) never wrote the request; anything
-/// later, the overall timeout included, may have.
-fn transport_error(error: reqwest::Error) -> SendError {
-    if error.is_connect() || error.is_builder() {
-        SendError::NotSent(error_chain(&error))
-    } else {
-        SendError::Unknown(error_chain(&error))
+fn mark_read_body(message_id: &str, typing: bool) -> Value {
+    let mut body = json!({
+        "messaging_product": "whatsapp",
+        "status": "read",
+        "message_id": message_id,
+    });
+    if typing {
+        body["typing_indicator"] = json!({ "type": "text" });
     }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
+    body
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ fn urls_tolerate_a_trailing_slash_and_escape_segments() {
 #[test]
 fn classes_and_labels_per_variant() {
     let api = |http_status, code| SendError::Api {
+        provider: Provider::Cloud,
         http_status,
         code,
         title: None,
@@ -100,6 +101,7 @@ fn classes_and_labels_per_variant() {
         );
     }
     let shown = SendError::Api {
+        provider: Provider::Cloud,
         http_status: 400,
         code: Some(100),
         title: Some("Invalid parameter".into()),
@@ -181,4 +183,49 @@ async fn answers_map_to_errors() {
         (error.code_label().as_str(), error.class()),
         ("http_502", FailureClass::Retryable(Normal))
     );
+}
+
+#[test]
+fn mark_read_body_adds_the_typing_indicator_only_when_asked() {
+    assert_eq!(
+        mark_read_body("wamid.IN", false),
+        json!({"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.IN"})
+    );
+    assert_eq!(
+        mark_read_body("wamid.IN", true),
+        json!({"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.IN",
+               "typing_indicator": {"type": "text"}})
+    );
+}
+
+#[tokio::test]
+async fn gateway_transport_failures_and_odd_successes() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let refused = WasenderClient::new(&format!("http://{addr}"), Duration::from_secs(2));
+    let error = refused.send_text("k", "+1", "hi").await.unwrap_err();
+    assert!(matches!(error, SendError::NotSent(_)), "{error:?}");
+    assert!(error.to_string().contains("WASender gateway"), "{error}");
+    assert!(matches!(
+        refused.probe("k").await,
+        Err(SendError::NotSent(_))
+    ));
+
+    let router = Router::new()
+        .route(
+            "/a/api/send-message",
+            post(|| async { r#"{"success":false,"message":"queued nothing"}"# }),
+        )
+        .route(
+            "/b/api/send-message",
+            post(|| async { r#"{"success":true,"data":{"status":"in_progress"}}"# }),
+        );
+    let root = serve(router).await.replace("/v25.0/", "");
+    for prefix in ["a", "b"] {
+        let client = WasenderClient::new(&format!("{root}/{prefix}"), Duration::from_secs(2));
+        let error = client.send_text("k", "+1", "hi").await.unwrap_err();
+        assert!(matches!(error, SendError::BadResponse(_)), "{error:?}");
+        assert_eq!(error.class(), FailureClass::Retryable(Limited));
+    }
 }
