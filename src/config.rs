@@ -283,7 +283,10 @@ impl Config {
     /// secret or a session (an event must belong to exactly one), is a configuration error.
     pub fn gateway_sessions(&self) -> Result<Vec<GatewayConfig>, ConfigError> {
         let mut all = self.gateways.clone();
-        let env_session = self.wasender_session_id.as_deref().filter(|s| !s.is_empty());
+        let env_session = self
+            .wasender_session_id
+            .as_deref()
+            .filter(|s| !s.is_empty());
         match (self.wasender_secret.expose().is_empty(), env_session) {
             (true, None) => {}
             (false, Some(session)) => all.push(GatewayConfig {

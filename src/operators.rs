@@ -221,6 +221,7 @@ mod tests {
 
     fn summary(wa_id: &str, mode: ConversationMode) -> ConversationSummary {
         ConversationSummary {
+            provider: Provider::Cloud,
             phone_number_id: "106540352242922".into(),
             wa_id: wa_id.into(),
             display_name: Some("Ana Pérez, a name longer than twenty".into()),

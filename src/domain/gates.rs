@@ -121,10 +121,7 @@ impl GroupPolicy {
 
     /// Whether a message of this channel, written in a group (`in_group`), stays unanswered.
     pub fn unanswered(&self, provider: Provider, channel_id: &str, in_group: bool) -> bool {
-        in_group
-            && !self
-                .answering
-                .contains(&(provider, channel_id.to_owned()))
+        in_group && !self.answering.contains(&(provider, channel_id.to_owned()))
     }
 }
 

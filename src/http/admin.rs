@@ -200,9 +200,8 @@ impl ProviderQuery {
 pub fn parse_provider(raw: Option<&str>) -> Result<Provider, ApiError> {
     match raw {
         None => Ok(Provider::Cloud),
-        Some(raw) => Provider::parse(raw).ok_or_else(|| {
-            ApiError::BadRequest("provider must be one of cloud, wasender".into())
-        }),
+        Some(raw) => Provider::parse(raw)
+            .ok_or_else(|| ApiError::BadRequest("provider must be one of cloud, wasender".into())),
     }
 }
 

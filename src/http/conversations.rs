@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::error::ApiError;
 use super::admin::{parse_conversation, parse_provider};
+use super::error::ApiError;
 use crate::domain::ConversationMode;
 use crate::store::{ConversationDetail, ConversationSummary, DeliveryRecord, TimelineEntry};
 
@@ -58,7 +58,11 @@ pub async fn detail(
     Path((phone_number_id, wa_id)): Path<(String, String)>,
     Query(q): Query<TimelineQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = parse_conversation(parse_provider(q.provider.as_deref())?, &phone_number_id, &wa_id)?;
+    let key = parse_conversation(
+        parse_provider(q.provider.as_deref())?,
+        &phone_number_id,
+        &wa_id,
+    )?;
     let limit = bounded(q.limit, TIMELINE_DEFAULT, TIMELINE_MAX)?;
     let detail = state
         .store

@@ -22,9 +22,9 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::domain::PhoneNumberId;
-use crate::secret::Secret;
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
+use crate::secret::Secret;
 use crate::store::Store;
 
 /// What every handler can reach.

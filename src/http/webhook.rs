@@ -85,10 +85,7 @@ pub async fn receive_wasender(State(state): State<AppState>, request: Request) -
         .headers()
         .get(wasender::SECRET_HEADER)
         .map(|v| v.as_bytes());
-    let Some(session) = presented
-        .and_then(|p| state.gateways.by_secret(p))
-        .cloned()
-    else {
+    let Some(session) = presented.and_then(|p| state.gateways.by_secret(p)).cloned() else {
         state.metrics.reject(if presented.is_some() {
             "signature_mismatch"
         } else {

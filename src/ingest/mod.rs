@@ -79,7 +79,9 @@ pub const LEGACY_GATEWAY_SESSION: &str = "wasender";
 pub fn parse(origin: &Origin, body: &[u8], keywords: &Keywords) -> IngestUnit {
     let parsed = match origin {
         Origin::Cloud => cloud::parse_notification(body),
-        Origin::Wasender { session } => wasender::parse_event(body, session).map(|e| e.notification),
+        Origin::Wasender { session } => {
+            wasender::parse_event(body, session).map(|e| e.notification)
+        }
     };
     unit_from(origin.clone(), parsed, body, keywords)
 }

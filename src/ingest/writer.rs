@@ -152,7 +152,6 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use super::*;
-    use crate::domain::Provider;
     use crate::domain::keywords::Keywords;
     use crate::store::StoreOptions;
 
@@ -167,7 +166,7 @@ mod tests {
             }}]}]
         });
         crate::ingest::parse(
-            Provider::Cloud,
+            &crate::domain::Origin::Cloud,
             body.to_string().as_bytes(),
             &Keywords::default(),
         )

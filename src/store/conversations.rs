@@ -13,7 +13,9 @@
 //!   ([`ConversationDetail::complete`]).
 
 use super::{Store, StoreError};
-use crate::domain::{ConversationKey, ConversationMode, DeliveryStatus, LedgerState, Outcome, Provider};
+use crate::domain::{
+    ConversationKey, ConversationMode, DeliveryStatus, LedgerState, Outcome, Provider,
+};
 
 /// How many of the newest inbound rows (all conversations together) the timeline scans for
 /// messages that no index of their conversation reaches (silent or dead without a reply).

@@ -165,5 +165,4 @@ impl Worker {
         );
         Ok(JobResult::DeadLettered(label.to_owned()))
     }
-
 }

@@ -5,9 +5,9 @@
 //! head of each conversation's queue); different conversations run in parallel up to
 //! `worker_concurrency`. A killed worker's jobs come back when their lease runs out.
 
+mod failures;
 pub mod limiter;
 pub mod maintenance;
-mod failures;
 pub mod pipeline;
 mod receipts;
 pub mod responder;
@@ -23,9 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
-use crate::domain::{AmbiguousResolution, Channel, PhoneNumberId, Provider};
 use crate::domain::keywords::Keywords;
 use crate::domain::retry::RetryPolicy;
+use crate::domain::{AmbiguousResolution, Channel, PhoneNumberId, Provider};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use limiter::{Limiter, Pace};

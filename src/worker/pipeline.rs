@@ -16,7 +16,6 @@ use super::limiter::Pace;
 use super::responder::Direction;
 use super::sender::{OutgoingReply, gateway_recipient, recipient};
 
-
 /// What happened to a job (for logs, metrics and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobResult {

@@ -46,12 +46,18 @@ impl Worker {
             for attempt in 1..=2 {
                 match sender.mark_read(&channel, &message_id).await {
                     Ok(MarkRead::Marked) => {
-                        metrics.read_receipts.get_or_create(&[("result", "marked")]).inc();
+                        metrics
+                            .read_receipts
+                            .get_or_create(&[("result", "marked")])
+                            .inc();
                         return;
                     }
                     Ok(MarkRead::NotApplicable) => return,
                     Err(e) => {
-                        metrics.read_receipts.get_or_create(&[("result", "failed")]).inc();
+                        metrics
+                            .read_receipts
+                            .get_or_create(&[("result", "failed")])
+                            .inc();
                         tracing::debug!(message.id = %message_id, attempt, error = %e, "mark read failed");
                     }
                 }

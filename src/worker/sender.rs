@@ -119,9 +119,10 @@ impl Sender {
             Provider::Wasender => match self.gateway(&reply.channel.id)? {
                 GatewayRoute::Sandbox => Ok(sandboxed()),
                 GatewayRoute::Api { client, api_key } => {
-                    client
+                    let accepted = client
                         .send_text(api_key.expose(), reply.to, reply.body)
-                        .await
+                        .await?;
+                    Ok(gateway_outbound_id(client, api_key, accepted).await)
                 }
             },
         }
@@ -187,6 +188,31 @@ impl Sender {
         self.gateways
             .get(session.as_str())
             .ok_or_else(|| SendError::NoRoute(format!("no gateway is configured for session `{session}`; add it to [[gateways]] (its messages wait until then)")))
+    }
+}
+
+/// The id the gateway's status webhooks will carry for an accepted send. Its send answer gives
+/// only WASender's own `msgId`; the WhatsApp key its `messages.update` events carry comes from
+/// one `GET /api/messages/{msgId}/info`. When that is not known yet (still queued) or the call
+/// fails, the send stays recorded under its `msgId`: it was accepted, which is what `replied`
+/// rests on; only its later statuses will not be tied to it.
+async fn gateway_outbound_id(
+    client: &WasenderClient,
+    api_key: &Secret,
+    accepted: Accepted,
+) -> Accepted {
+    match client
+        .message_info(api_key.expose(), &accepted.message_id)
+        .await
+    {
+        Ok(info) => match info.key_id {
+            Some(key) => Accepted { message_id: key },
+            None => accepted,
+        },
+        Err(e) => {
+            tracing::debug!(outbound.id = %accepted.message_id, error = %e, "gateway message key not known yet");
+            accepted
+        }
     }
 }
 

@@ -86,7 +86,11 @@ async fn without_a_verify_token_an_empty_hub_verify_token_never_matches() {
 
 #[tokio::test]
 async fn without_a_wasender_secret_an_empty_header_finds_no_endpoint() {
-    let app = spawn_app_with(|c| c.wasender_secret = Secret::default()).await;
+    let app = spawn_app_with(|c| {
+        c.wasender_secret = Secret::default();
+        c.wasender_session_id = None;
+    })
+    .await;
     assert_eq!(
         app.post_wasender(b"{}".to_vec(), Some("")).await.status(),
         404

@@ -92,12 +92,30 @@ async fn enum_columns_take_exactly_the_values_replyd_writes() {
     }
 
     for mode in MODES {
-        run(&mut db, &format!("INSERT INTO conversations (phone_number_id, wa_id, mode, updated_at_ms) VALUES ('1', '{m}', '{m}', 0)", m = mode.as_str())).await.unwrap();
+        run(&mut db, &format!("INSERT INTO conversations (provider, phone_number_id, wa_id, mode, updated_at_ms) VALUES ('cloud', '1', '{m}', '{m}', 0)", m = mode.as_str())).await.unwrap();
     }
     for bad in ["robot", "Bot", ""] {
         refused(&mut db, &format!("UPDATE conversations SET mode = '{bad}'")).await;
     }
-    refused(&mut db, "INSERT INTO contacts (phone_number_id, wa_id, opted_out, updated_at_ms) VALUES ('1', '2', 2, 0)").await;
+    refused(&mut db, "INSERT INTO contacts (provider, phone_number_id, wa_id, opted_out, updated_at_ms) VALUES ('cloud', '1', '2', 2, 0)").await;
+    // Every key's provider, and a gateway session's state, take only what replyd writes.
+    for table in ["contacts", "conversations"] {
+        refused(&mut db, &format!("INSERT INTO {table} (provider, phone_number_id, wa_id, updated_at_ms) VALUES ('telegram', '1', '2', 0)")).await;
+    }
+    refused(&mut db, "INSERT INTO send_holds (provider, phone_number_id, error_code, since_ms, next_probe_ms) VALUES ('telegram', '1', 'x', 0, 0)").await;
+    refused(&mut db, "INSERT INTO jobs (inbound_id, provider, phone_number_id, wa_id, payload_ts, run_at_ms, created_at_ms) VALUES (0, 'telegram', '1', '2', 0, 0, 0)").await;
+    for state in [
+        "CONNECTED",
+        "CONNECTING",
+        "DISCONNECTED",
+        "LOGGED_OUT",
+        "NEED_SCAN",
+        "EXPIRED",
+    ] {
+        run(&mut db, &format!("INSERT OR REPLACE INTO gateway_sessions (provider, session_id, state, event_ts, updated_at_ms) VALUES ('wasender', 's', '{state}', 0, 0)")).await.unwrap();
+    }
+    refused(&mut db, "UPDATE gateway_sessions SET state = 'ONLINE'").await;
+    refused(&mut db, "INSERT INTO gateway_sessions (provider, session_id, state, event_ts, updated_at_ms) VALUES ('cloud', 't', 'CONNECTED', 0, 0)").await;
 
     for state in LedgerState::ALL {
         run(&mut db, &format!("INSERT OR REPLACE INTO ledger (id, inbound_id, phone_number_id, wa_id, state, reply_text, claimed_at_ms, updated_at_ms)
@@ -174,8 +192,8 @@ async fn an_unreadable_conversation_mode_stops_the_send() {
 
     let mut db = raw(app.dir.path(), "replyd.db").await;
     let corrupt = format!(
-        "INSERT INTO conversations (phone_number_id, wa_id, mode, taken_by, updated_at_ms)
-         VALUES ('{PHONE_NUMBER_ID}', '{USER}', 'operatr', 'ana', 0)"
+        "INSERT INTO conversations (provider, phone_number_id, wa_id, mode, taken_by, updated_at_ms)
+         VALUES ('cloud', '{PHONE_NUMBER_ID}', '{USER}', 'operatr', 'ana', 0)"
     );
     refused(&mut db, &corrupt).await;
     // Around the CHECK, as a hand edit would: the row the gates must not read as "bot".
@@ -260,6 +278,10 @@ async fn rows_written_before_the_checks_migrate_with_their_indexes() {
          VALUES (3, 6, '1', '2', 'unsent', 'hi', 0, 0)",
         "INSERT INTO conversations (phone_number_id, wa_id, mode, updated_at_ms) VALUES ('1', '2', 'operator', 0)",
         "INSERT INTO contacts (phone_number_id, wa_id, last_inbound_ts, opted_out, updated_at_ms) VALUES ('1', '2', 101, 0, 0)",
+        // A gateway user of the same session id: their rows must move to the gateway's side.
+        "INSERT INTO inbound_messages (id, provider, message_id, phone_number_id, wa_id, kind, payload_ts, received_at_ms, raw)
+         VALUES (7, 'wasender', 'K1', '1', '3', 'text', 102, 0, '{}')",
+        "INSERT INTO contacts (phone_number_id, wa_id, last_inbound_ts, opted_out, updated_at_ms) VALUES ('1', '3', 102, 1, 0)",
         "INSERT INTO statuses (message_id, status, provider, phone_number_id, payload_ts, raw, received_at_ms)
          VALUES ('out.1', 'sent', 'cloud', '1', 100, '{}', 0)",
         "INSERT INTO dead_letters (kind, provider, inbound_id, error, dedup_key, created_at_ms)
@@ -298,21 +320,35 @@ async fn rows_written_before_the_checks_migrate_with_their_indexes() {
             summary.jobs_total,
             summary.dead_letters_open
         ),
-        (2, 1, 1, 1)
+        (3, 2, 1, 1)
+    );
+    // Providers apart: the Cloud user's rows are Cloud rows, the gateway user's gateway rows.
+    let keys: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT provider, wa_id, opted_out FROM contacts ORDER BY wa_id")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(
+        keys,
+        [
+            ("cloud".into(), "2".into(), 0),
+            ("wasender".into(), "3".into(), 1)
+        ]
     );
     let b = store.message("wamid.b").await.unwrap().unwrap();
     assert_eq!(
         b.reply.map(|r| (r.ledger_id, r.state)),
         Some((3, LedgerState::Unsent))
     );
-    let (mode,): (String,) = sqlx::query_as("SELECT mode FROM conversations")
-        .fetch_one(&mut db)
-        .await
-        .unwrap();
-    assert_eq!(mode, "operator");
+    let (provider, mode): (String, String) =
+        sqlx::query_as("SELECT provider, mode FROM conversations")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert_eq!((provider.as_str(), mode.as_str()), ("cloud", "operator"));
     refused(&mut db, "UPDATE conversations SET mode = 'robot'").await;
     // The foreign keys still point at the rebuilt tables.
-    let orphan = run(&mut db, "INSERT INTO jobs (inbound_id, phone_number_id, wa_id, payload_ts, run_at_ms, created_at_ms) VALUES (99, '1', '2', 0, 0, 0)").await;
+    let orphan = run(&mut db, "INSERT INTO jobs (inbound_id, provider, phone_number_id, wa_id, payload_ts, run_at_ms, created_at_ms) VALUES (99, 'cloud', '1', '2', 0, 0, 0)").await;
     assert!(orphan.unwrap_err().contains("FOREIGN KEY"));
     let jobs = store.lease_jobs(1_000, 60_000, 10).await.unwrap();
     assert_eq!(jobs.len(), 1);
@@ -342,8 +378,8 @@ async fn a_poisoned_write_in_a_batch_keeps_the_others() {
     run(
         &mut db,
         &format!(
-            "INSERT INTO conversations (phone_number_id, wa_id, mode, updated_at_ms)
-         VALUES ('{PHONE_NUMBER_ID}', '34600000002', 'robot', 0)"
+            "INSERT INTO conversations (provider, phone_number_id, wa_id, mode, updated_at_ms)
+         VALUES ('cloud', '{PHONE_NUMBER_ID}', '34600000002', 'robot', 0)"
         ),
     )
     .await

@@ -221,7 +221,11 @@ async fn window_anchor_never_moves_backwards(store: Store) {
         ..Default::default()
     };
     store.ingest_batch(&[unit(named)], NOW_MS).await.unwrap();
-    let c = store.contact(&crate::helpers::cloud_key("111", "7")).await.unwrap().unwrap();
+    let c = store
+        .contact(&crate::helpers::cloud_key("111", "7"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (c.display_name.as_deref(), c.last_inbound_ts, c.opted_out),
         (Some("Ana"), Some(900), false)
@@ -454,9 +458,17 @@ async fn claim_rechecks_the_gates(store: Store) {
         .unwrap();
     let jobs = store.lease_jobs(NOW_MS, 60_000, 10).await.unwrap();
     // Operator actions land after the worker's decision, before its claim.
-    store.set_opted_out(&crate::helpers::cloud_key("111", "1"), true, NOW_MS).await.unwrap();
     store
-        .set_conversation_mode(&crate::helpers::cloud_key("111", "2"), ConversationMode::Operator, Some("ana"), NOW_MS)
+        .set_opted_out(&crate::helpers::cloud_key("111", "1"), true, NOW_MS)
+        .await
+        .unwrap();
+    store
+        .set_conversation_mode(
+            &crate::helpers::cloud_key("111", "2"),
+            ConversationMode::Operator,
+            Some("ana"),
+            NOW_MS,
+        )
         .await
         .unwrap();
     for job in jobs {
@@ -702,9 +714,17 @@ async fn the_sweep_decides_each_pending_message_by_the_gates(store: Store) {
             .await
             .unwrap();
     }
-    store.set_opted_out(&crate::helpers::cloud_key("111", "2"), true, NOW_MS).await.unwrap();
     store
-        .set_conversation_mode(&crate::helpers::cloud_key("111", "3"), ConversationMode::Operator, Some("ana"), NOW_MS)
+        .set_opted_out(&crate::helpers::cloud_key("111", "2"), true, NOW_MS)
+        .await
+        .unwrap();
+    store
+        .set_conversation_mode(
+            &crate::helpers::cloud_key("111", "3"),
+            ConversationMode::Operator,
+            Some("ana"),
+            NOW_MS,
+        )
         .await
         .unwrap();
     store

@@ -86,12 +86,18 @@ async fn a_gateway_stop_opts_out_only_the_gateway_contact(store: Store) {
         action: KeywordAction::OptOut,
     }];
     ingest(&store, stop).await;
-    let cloud = store.contact(&key(Provider::Cloud, "111", USER)).await.unwrap();
+    let cloud = store
+        .contact(&key(Provider::Cloud, "111", USER))
+        .await
+        .unwrap();
     let gateway = store
         .contact(&key(Provider::Wasender, "111", USER))
         .await
         .unwrap();
-    assert!(!cloud.expect("cloud contact").opted_out, "the Cloud contact is untouched");
+    assert!(
+        !cloud.expect("cloud contact").opted_out,
+        "the Cloud contact is untouched"
+    );
     assert!(gateway.expect("gateway contact").opted_out);
 }
 
@@ -130,7 +136,10 @@ async fn operator_modes_are_per_provider(store: Store) {
     let jobs = store.lease_jobs(NOW_MS, 60_000, 10).await.unwrap();
     assert_eq!(jobs.len(), 2, "two conversations, one head each");
     for job in jobs {
-        let claim = store.claim_reply(job.inbound_id, "hi", NOW_MS).await.unwrap();
+        let claim = store
+            .claim_reply(job.inbound_id, "hi", NOW_MS)
+            .await
+            .unwrap();
         let ctx_provider = store
             .reply_context(job.inbound_id)
             .await
@@ -164,8 +173,10 @@ async fn statuses_and_ledger_matches_are_per_provider(store: Store) {
     )
     .await;
     let job = store.lease_jobs(NOW_MS, 60_000, 1).await.unwrap()[0];
-    let Claim::Claimed { ledger_id, .. } =
-        store.claim_reply(job.inbound_id, "hi", NOW_MS).await.unwrap()
+    let Claim::Claimed { ledger_id, .. } = store
+        .claim_reply(job.inbound_id, "hi", NOW_MS)
+        .await
+        .unwrap()
     else {
         panic!("claimed");
     };
@@ -174,8 +185,8 @@ async fn statuses_and_ledger_matches_are_per_provider(store: Store) {
         .await
         .unwrap();
     // The gateway reports an outbound message that happens to have the same id: a different
-    // message, not ours on the Cloud API, so it moves nothing there; as a send replyd did not
-    // make through the gateway it is a human's, and takes over the gateway conversation only.
+    // message, not ours on the Cloud API, so it moves nothing there. (Unmatched gateway statuses
+    // take nothing over: without callback data one of ours may go unmatched.)
     let mut foreign = gateway_status("OUT1", "delivered");
     foreign.recipient_id = Some(USER.into());
     let report = store
@@ -188,21 +199,27 @@ async fn statuses_and_ledger_matches_are_per_provider(store: Store) {
         )
         .await
         .unwrap();
-    assert_eq!((report[0].new_statuses, report[0].duplicate_statuses), (1, 0));
+    assert_eq!(
+        (report[0].new_statuses, report[0].duplicate_statuses),
+        (1, 0)
+    );
     let reply = store.message("c1").await.unwrap().unwrap().reply.unwrap();
-    assert_eq!(reply.state.as_str(), "sent", "the Cloud ledger row did not move");
+    assert_eq!(
+        reply.state.as_str(),
+        "sent",
+        "the Cloud ledger row did not move"
+    );
     let cloud = store
         .conversation(&key(Provider::Cloud, "111", USER), 10)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(cloud.summary.mode, ConversationMode::Bot);
-    let taken = store
+    let gateway = store
         .conversation(&key(Provider::Wasender, "111", USER), 10)
         .await
-        .unwrap()
-        .expect("the gateway conversation exists now");
-    assert_eq!(taken.summary.mode, ConversationMode::Operator);
+        .unwrap();
+    assert!(gateway.is_none_or(|c| c.summary.mode == ConversationMode::Bot));
     // The same status on the Cloud API is new there, and moves the Cloud row.
     let report = store
         .ingest_batch(
@@ -230,7 +247,11 @@ async fn send_holds_are_per_channel(store: Store) {
     assert_eq!(holds.len(), 1);
     assert_eq!(holds[0].channel, gateway);
     store.lift_hold(&cloud, NOW_MS).await.unwrap();
-    assert_eq!(store.send_holds().await.unwrap().len(), 1, "lifting the Cloud number lifts nothing else");
+    assert_eq!(
+        store.send_holds().await.unwrap().len(),
+        1,
+        "lifting the Cloud number lifts nothing else"
+    );
     store.lift_hold(&gateway, NOW_MS).await.unwrap();
     assert!(store.send_holds().await.unwrap().is_empty());
 }
@@ -247,7 +268,10 @@ async fn a_group_message_of_a_gateway_that_does_not_answer_groups_is_silent_grou
     )
     .await;
     for job in store.lease_jobs(NOW_MS, 60_000, 10).await.unwrap() {
-        store.claim_reply(job.inbound_id, "hi", NOW_MS).await.unwrap();
+        store
+            .claim_reply(job.inbound_id, "hi", NOW_MS)
+            .await
+            .unwrap();
     }
     let group = store.message("g1").await.unwrap().unwrap();
     assert_eq!(group.outcome, Some(Outcome::Silent(SilenceReason::Group)));
@@ -290,7 +314,10 @@ async fn session_events_hold_and_resume_only_their_session(store: Store) {
     assert!(held(store.clone(), gateway.clone()).await);
     ingest(&store, session_event(SessionState::Connected, 20)).await;
     assert!(!held(store.clone(), gateway.clone()).await, "resumed");
-    assert!(held(store.clone(), cloud).await, "the Cloud number's own hold stays");
+    assert!(
+        held(store.clone(), cloud).await,
+        "the Cloud number's own hold stays"
+    );
     // A hold an auth error put on the session is not lifted by CONNECTED.
     store
         .hold_sends(&gateway, "http_401", NOW_MS, NOW_MS + 60_000)

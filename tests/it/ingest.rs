@@ -330,7 +330,7 @@ async fn default_limit_takes_a_3_mb_payload() {
 #[tokio::test]
 async fn wasender_events_map_onto_the_same_inbound_model() {
     let app = spawn_app().await;
-    let event = json!({"event": "messages.received", "timestamp": now_s(), "sessionId": "sess-1",
+    let event = json!({"event": "messages.received", "timestamp": now_s(), "sessionId": WASENDER_SESSION,
         "data": {"messages": {"key": {"id": "3EB0A1", "remoteJid": "34600000003@s.whatsapp.net", "fromMe": false},
                               "messageBody": "hola", "pushName": "Eva", "messageTimestamp": now_s()}}});
     assert_eq!(
@@ -358,7 +358,7 @@ async fn wasender_events_map_onto_the_same_inbound_model() {
     let stored = app.message("3EB0A1").await.unwrap();
     assert_eq!(stored["provider"], "wasender");
     assert_eq!(stored["from"], "34600000003");
-    assert_eq!(stored["phone_number_id"], "sess-1");
+    assert_eq!(stored["phone_number_id"], WASENDER_SESSION);
     // No stable id: sender + timestamp + body hash, still deduplicated.
     let no_id = json!({"event": "messages.upsert", "timestamp": 1_700_000_000,
         "data": {"messages": [{"key": {"remoteJid": "34600000004@s.whatsapp.net"}, "messageBody": "sin id"},
@@ -381,7 +381,11 @@ async fn wasender_events_map_onto_the_same_inbound_model() {
 
 #[tokio::test]
 async fn wasender_endpoint_is_off_without_a_secret() {
-    let app = spawn_app_with(|c| c.wasender_secret = Default::default()).await;
+    let app = spawn_app_with(|c| {
+        c.wasender_secret = Default::default();
+        c.wasender_session_id = None;
+    })
+    .await;
     let r = app.post_wasender(b"{}".to_vec(), Some("")).await;
     assert_eq!(r.status(), 404);
 }

@@ -117,7 +117,7 @@ async fn ingest(rig: &Rig, user: usize, n: usize, words: &str) {
     m["timestamp"] = json!((now_s() - 600 + n as i64).to_string());
     let body = notification(vec![messages_value(vec![m])]).to_string();
     let unit = parse(
-        replyd::domain::Provider::Cloud,
+        &replyd::domain::Origin::Cloud,
         body.as_bytes(),
         &Default::default(),
     );

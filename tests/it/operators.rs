@@ -380,6 +380,7 @@ async fn the_cli_command_functions_act_on_the_store() {
     let target = || Target {
         phone_number_id: PhoneNumberId::parse(PHONE_NUMBER_ID).unwrap(),
         wa_id: WaId::parse(U3).unwrap(),
+        provider: replyd::domain::Provider::Cloud,
     };
     let takeover = ConversationCommand::Takeover {
         target: target(),

@@ -206,7 +206,10 @@ impl<R: BufRead + Seek> RecordReader<R> {
         let len = u32::from_le_bytes(header[5..9].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(header[9..13].try_into().expect("4 bytes"));
         let used = (HEADER_LEN + len) as u64;
-        if !(known_tag(tag) && &header[..4] == MAGIC && len <= MAX_RECORD_BYTES && used <= remaining)
+        if !(known_tag(tag)
+            && &header[..4] == MAGIC
+            && len <= MAX_RECORD_BYTES
+            && used <= remaining)
         {
             return Ok(None);
         }
@@ -269,8 +272,14 @@ mod tests {
         assert_eq!(
             contents.records,
             [
-                SpoolRecord { origin: gateway("5511"), body: b"{}".to_vec() },
-                SpoolRecord { origin: gateway(LEGACY_GATEWAY_SESSION), body: legacy_body.to_vec() },
+                SpoolRecord {
+                    origin: gateway("5511"),
+                    body: b"{}".to_vec()
+                },
+                SpoolRecord {
+                    origin: gateway(LEGACY_GATEWAY_SESSION),
+                    body: legacy_body.to_vec()
+                },
             ]
         );
         assert_eq!(contents.torn_bytes, 0);

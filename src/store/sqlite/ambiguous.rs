@@ -159,8 +159,8 @@ async fn first_sight(tx: &mut Tx<'_>, status: &StatusUpdate) -> Result<bool, Sto
         sqlx::query_scalar("SELECT count(*) FROM statuses WHERE provider = ? AND message_id = ?")
             .bind(status.provider.as_str())
             .bind(status.message_id.as_str())
-        .fetch_one(&mut **tx)
-        .await?;
+            .fetch_one(&mut **tx)
+            .await?;
     Ok(seen <= 1)
 }
 

@@ -39,8 +39,7 @@ pub(super) fn context_from(
         ))
     };
     let provider: String = row.try_get("provider")?;
-    let provider =
-        Provider::parse(&provider).ok_or_else(|| unreadable("provider", &provider))?;
+    let provider = Provider::parse(&provider).ok_or_else(|| unreadable("provider", &provider))?;
     let phone_number_id: String = row.try_get("phone_number_id")?;
     let group: Option<String> = row.try_get("group_id")?;
     let unanswered_group = groups.unanswered(provider, &phone_number_id, group.is_some());
@@ -117,7 +116,11 @@ mod tests {
 
     #[tokio::test]
     async fn readable_gate_inputs_are_read() {
-        let context = context_from(&row("operator", Some("sent"), None).await, &GroupPolicy::default()).unwrap();
+        let context = context_from(
+            &row("operator", Some("sent"), None).await,
+            &GroupPolicy::default(),
+        )
+        .unwrap();
         assert_eq!(context.snapshot.mode, ConversationMode::Operator);
         assert_eq!(context.snapshot.ledger, Some(LedgerState::Sent));
         assert_eq!(context.outcome, None);

@@ -9,7 +9,7 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::{Tx, corrupt, high_water_mark};
 use crate::domain::keywords::KeywordAction;
-use crate::domain::{DeliveryStatus, InboundMessage, Origin, StatusUpdate};
+use crate::domain::{DeliveryStatus, InboundMessage, Origin, Provider, StatusUpdate};
 use crate::store::{IngestReport, IngestUnit, StoreError};
 
 /// Set-based: each table gets one statement per batch whatever the batch size, because per-row
@@ -100,7 +100,9 @@ pub(super) async fn ingest_batch(
             let found = super::ambiguous::match_status(&mut tx, s, now_ms).await?;
             reports[unit].ambiguous_confirmed += u64::from(found.confirmed_ambiguous);
             reports[unit].double_sends += u64::from(found.double_send);
-            if !found.ours && options.human_reply_takeover {
+            // Only Cloud API statuses are tied to our sends for certain (callback data); a
+            // gateway status we could not match may still be one of ours.
+            if !found.ours && options.human_reply_takeover && s.provider == Provider::Cloud {
                 take_over_for_a_human_reply(&mut tx, s, now_ms).await?;
             }
         } else {
@@ -217,7 +219,11 @@ async fn apply_keywords(
     }
     hits.sort_by_key(|(m, _)| m.timestamp);
     for (m, action) in hits {
-        let (provider, phone, wa) = (m.provider.as_str(), m.phone_number_id.as_str(), m.from.as_str());
+        let (provider, phone, wa) = (
+            m.provider.as_str(),
+            m.phone_number_id.as_str(),
+            m.from.as_str(),
+        );
         match action {
             KeywordAction::OptOut | KeywordAction::OptIn => {
                 sqlx::query(
@@ -274,7 +280,11 @@ async fn update_display_names(
         .flat_map(|u| &u.notification.contacts)
         .filter_map(|c| {
             Some((
-                (c.provider.as_str(), c.phone_number_id.as_str(), c.wa_id.as_str()),
+                (
+                    c.provider.as_str(),
+                    c.phone_number_id.as_str(),
+                    c.wa_id.as_str(),
+                ),
                 c.name.as_deref()?,
             ))
         })

@@ -63,9 +63,8 @@ impl SqliteStore {
             .map(|r| {
                 let provider: String = r.try_get("provider")?;
                 let id: String = r.try_get("phone_number_id")?;
-                let unreadable = || {
-                    StoreError::Corrupt(format!("send hold `{provider}`/`{id}` is unreadable"))
-                };
+                let unreadable =
+                    || StoreError::Corrupt(format!("send hold `{provider}`/`{id}` is unreadable"));
                 Ok(SendHold {
                     channel: Channel::new(
                         Provider::parse(&provider).ok_or_else(unreadable)?,
@@ -86,8 +85,13 @@ impl SqliteStore {
             .bind(channel.id.as_str())
             .execute(&mut *tx)
             .await?;
-        make_waiting_jobs_due(&mut tx, channel.provider.as_str(), channel.id.as_str(), now_ms)
-            .await?;
+        make_waiting_jobs_due(
+            &mut tx,
+            channel.provider.as_str(),
+            channel.id.as_str(),
+            now_ms,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

@@ -87,8 +87,8 @@ impl Candidate {
                 self.id
             ))
         };
-        let provider =
-            Provider::parse(&self.provider).ok_or_else(|| unreadable("provider", &self.provider))?;
+        let provider = Provider::parse(&self.provider)
+            .ok_or_else(|| unreadable("provider", &self.provider))?;
         let snapshot = GateSnapshot {
             opted_out: match self.opted_out {
                 0 => false,
@@ -104,7 +104,11 @@ impl Candidate {
                 ),
             },
             last_inbound_ts: self.last_inbound_ts,
-            unanswered_group: groups.unanswered(provider, &self.phone_number_id, self.in_group != 0),
+            unanswered_group: groups.unanswered(
+                provider,
+                &self.phone_number_id,
+                self.in_group != 0,
+            ),
         };
         let arrived_within_grace =
             self.received_at_ms > batch.now_ms.saturating_sub(batch.grace_ms);

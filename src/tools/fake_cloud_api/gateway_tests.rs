@@ -306,7 +306,8 @@ async fn next_status(
         .expect("a gateway webhook within 5 s")
         .unwrap();
     let raw: Value = serde_json::from_slice(&body).unwrap();
-    let mut parsed = wasender::parse_event(&body).unwrap();
+    let session = crate::domain::PhoneNumberId::parse("111").unwrap();
+    let mut parsed = wasender::parse_event(&body, &session).unwrap().notification;
     assert_eq!(parsed.statuses.len(), 1, "{raw}");
     (secret, raw, parsed.statuses.remove(0))
 }

@@ -81,6 +81,10 @@ pub enum SendError {
     /// 2xx but the body was not the documented success shape (no message id, `success:false`).
     #[error("the request was accepted but its answer was not understood: {0}")]
     BadResponse(String),
+    /// Nothing is configured to send through this channel (a gateway session removed from the
+    /// configuration): nothing was sent, and nothing may be sent anywhere else instead.
+    #[error("no route: {0}")]
+    NoRoute(String),
 }
 
 impl SendError {
@@ -94,6 +98,16 @@ impl SendError {
             } => classify_code(*code),
             Self::Api { http_status, .. } => classify_http_status(*http_status),
             Self::BadResponse(_) => FailureClass::Retryable(RetryHint::Limited),
+            // Held, not burnt: the channel's messages wait until it is configured again.
+            Self::NoRoute(_) => FailureClass::HaltSender,
+        }
+    }
+
+    /// The HTTP status the API answered with, when it answered.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Self::Api { http_status, .. } => Some(*http_status),
+            _ => None,
         }
     }
 
@@ -109,6 +123,7 @@ impl SendError {
             } => format!("cloud_api_{code}"),
             Self::Api { http_status, .. } => format!("http_{http_status}"),
             Self::BadResponse(_) => "bad_response".into(),
+            Self::NoRoute(_) => "no_route".into(),
         }
     }
 
