@@ -25,6 +25,7 @@ conformance!(
         a_group_message_of_a_gateway_that_does_not_answer_groups_is_silent_group,
         session_events_hold_and_resume_only_their_session,
         a_gateway_payload_dead_letter_keeps_its_session,
+        a_gateway_status_settles_the_send_in_doubt_to_its_recipient,
     ]
 );
 
@@ -344,4 +345,53 @@ async fn a_gateway_payload_dead_letter_keeps_its_session(store: Store) {
     sessions.sort();
     assert_eq!(sessions, [Some("111".to_owned()), Some("222".to_owned())]);
     assert!(letters.iter().all(|l| l.provider == "wasender"));
+}
+
+async fn a_gateway_status_settles_the_send_in_doubt_to_its_recipient(store: Store) {
+    ingest(
+        &store,
+        gateway_unit(Notification {
+            messages: vec![gateway_msg("g1", USER, "hi")],
+            ..Default::default()
+        }),
+    )
+    .await;
+    let job = store.lease_jobs(NOW_MS, 60_000, 1).await.unwrap()[0];
+    let Claim::Claimed { ledger_id, .. } = store
+        .claim_reply(job.inbound_id, "hi", NOW_MS)
+        .await
+        .unwrap()
+    else {
+        panic!("claimed");
+    };
+    // The send timed out: its fate is unknown, and the gateway never told us its id.
+    store
+        .mark_ambiguous(job.inbound_id, ledger_id, "timeout", NOW_MS)
+        .await
+        .unwrap();
+    let status_to = |recipient: &str| {
+        let mut s = gateway_status("3EB0KEY", "sent");
+        s.recipient_id = Some(recipient.into());
+        gateway_unit(Notification {
+            statuses: vec![s],
+            ..Default::default()
+        })
+    };
+    // A status for someone else settles nothing; a Cloud status never settles a gateway send.
+    ingest(&store, status_to("34600000099")).await;
+    let mut cloud = status_to(USER);
+    cloud.origin = Origin::Cloud;
+    cloud.notification.statuses[0].provider = Provider::Cloud;
+    cloud.notification.statuses[0].message_id =
+        replyd::domain::MessageId::parse("wamid.X").unwrap();
+    ingest(&store, cloud).await;
+    assert_eq!(store.message("g1").await.unwrap().unwrap().outcome, None);
+    // Its own recipient's status is the evidence that it went out: replied, once.
+    let mut own = status_to(USER);
+    own.notification.statuses[0].message_id = replyd::domain::MessageId::parse("3EB0OWN").unwrap();
+    let report = store.ingest_batch(&[own], NOW_MS).await.unwrap();
+    assert_eq!(report[0].ambiguous_confirmed, 1);
+    let m = store.message("g1").await.unwrap().unwrap();
+    assert_eq!(m.outcome, Some(Outcome::Replied));
+    assert_eq!(m.reply.unwrap().outbound_id.as_deref(), Some("3EB0OWN"));
 }

@@ -9,6 +9,10 @@
 //!   row that went back to `unsent`) proves that attempt went out: before the row is claimed
 //!   again it settles the row (no resend); after, it is a double send — counted on the row,
 //!   reported and logged once per outbound message, and never moves the row's state back;
+//! - a gateway carries no callback data, and its send answer names the message by an id its
+//!   statuses do not carry: a gateway status that matches no row by outbound id is taken as
+//!   the send in flight or of unknown fate to the same recipient of the same session (oldest
+//!   first) — so a send that timed out but went out is settled, never sent twice;
 //! - an ambiguous send is sent once more only when a send of the same number claimed after it
 //!   was confirmed by a status while none came for it; with no such evidence it is the dead
 //!   letter `ambiguous_send`, as it always is under the `operator` setting.
@@ -17,7 +21,9 @@ use sqlx::Row;
 
 use super::replies::{begin, insert_message_dead_letter, set_outcome};
 use super::{SqliteStore, Tx};
-use crate::domain::{AmbiguousResolution, LedgerState, Outcome, ResolvedBy, SendRef, StatusUpdate};
+use crate::domain::{
+    AmbiguousResolution, LedgerState, Outcome, Provider, ResolvedBy, SendRef, StatusUpdate,
+};
 use crate::store::{AmbiguousSettlement, StoreError};
 
 /// What one new status webhook meant for the ledger.
@@ -135,8 +141,12 @@ async fn target(
         None => query.bind(status.message_id.as_str()),
     }
     .bind(status.provider.as_str());
-    let Some(row) = query.fetch_optional(&mut **tx).await? else {
-        return Ok(None);
+    let row = match query.fetch_optional(&mut **tx).await? {
+        Some(row) => row,
+        None => match gateway_send_in_doubt(tx, status, send).await? {
+            Some(row) => row,
+            None => return Ok(None),
+        },
     };
     let state: String = row.try_get("state")?;
     let state = LedgerState::parse(&state).ok_or_else(|| {
@@ -151,6 +161,30 @@ async fn target(
         state,
         attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0),
     }))
+}
+
+/// For a gateway status no outbound id matched: the oldest send of its session to its recipient
+/// whose outbound id is not known yet (claimed and in flight, or ambiguous).
+async fn gateway_send_in_doubt(
+    tx: &mut Tx<'_>,
+    status: &StatusUpdate,
+    send: Option<SendRef>,
+) -> Result<Option<sqlx::sqlite::SqliteRow>, StoreError> {
+    let recipient = match (status.provider, send, status.recipient_id.as_deref()) {
+        (Provider::Wasender, None, Some(recipient)) => recipient.trim_start_matches('+'),
+        _ => return Ok(None),
+    };
+    Ok(sqlx::query(
+        "SELECT l.id, l.inbound_id, l.state, l.attempts FROM ledger l
+         INDEXED BY ledger_by_conversation_claimed
+         WHERE l.phone_number_id = ?1 AND l.wa_id = ?2 AND l.provider = 'wasender'
+           AND l.state IN ('claimed', 'ambiguous') AND l.outbound_id IS NULL
+         ORDER BY l.claimed_at_ms, l.id LIMIT 1",
+    )
+    .bind(status.phone_number_id.as_str())
+    .bind(recipient)
+    .fetch_optional(&mut **tx)
+    .await?)
 }
 
 /// Is this the first status stored for its outbound message (it was inserted just before)?
