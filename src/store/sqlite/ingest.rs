@@ -3,13 +3,12 @@
 use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::{Tx, corrupt, high_water_mark};
 use crate::domain::keywords::KeywordAction;
-use crate::domain::{DeliveryStatus, InboundMessage, Origin, Provider, StatusUpdate};
+use crate::domain::{DeliveryStatus, InboundMessage, Provider, StatusUpdate};
 use crate::store::{IngestReport, IngestUnit, StoreError};
 
 /// Set-based: each table gets one statement per batch whatever the batch size, because per-row
@@ -111,6 +110,7 @@ pub(super) async fn ingest_batch(
     }
 
     // Rare rows (errors, dead letters) go one statement each.
+    use super::rare_rows::{insert_dead_letter, insert_platform_errors};
     for (unit, report) in units.iter().zip(reports.iter_mut()) {
         insert_platform_errors(&mut tx, unit, now_ms).await?;
         for item in &unit.notification.rejected {
@@ -397,59 +397,4 @@ async fn take_over_for_a_human_reply(
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-async fn insert_platform_errors(
-    tx: &mut Tx<'_>,
-    unit: &IngestUnit,
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    for (i, e) in unit.notification.platform_errors.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO platform_errors (phone_number_id, code, title, raw, received_at_ms, dedup_key)
-             VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT (dedup_key) DO NOTHING",
-        )
-        .bind(e.phone_number_id.as_ref().map(|p| p.as_str()))
-        .bind(e.code)
-        .bind(e.title.as_deref())
-        .bind(&e.raw)
-        .bind(now_ms)
-        .bind(format!("{}:{i}", unit.delivery_digest))
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
-/// Returns 1 when a new dead letter was written, 0 when the same content was already kept.
-async fn insert_dead_letter(
-    tx: &mut Tx<'_>,
-    origin: &Origin,
-    error: &str,
-    detail: &str,
-    raw: &[u8],
-    now_ms: i64,
-) -> Result<u64, StoreError> {
-    let digest = hex::encode(Sha256::digest(raw));
-    // The same bytes from two gateway sessions are two deliveries.
-    let dedup_key = match origin.session() {
-        None => format!("{error}:{digest}"),
-        Some(session) => format!("{error}:{session}:{digest}"),
-    };
-    let done = sqlx::query(
-        "INSERT INTO dead_letters (kind, provider, session_id, error, detail, raw, dedup_key, created_at_ms)
-         VALUES ('payload', ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (dedup_key) DO NOTHING",
-    )
-    .bind(origin.provider().as_str())
-    .bind(origin.session().map(|s| s.as_str()))
-    .bind(error)
-    .bind(detail)
-    .bind(raw)
-    .bind(dedup_key)
-    .bind(now_ms)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected())
 }

@@ -11,6 +11,7 @@ mod context;
 mod conversations;
 mod ingest;
 mod operators;
+mod rare_rows;
 mod replies;
 mod sessions;
 mod sweep;
