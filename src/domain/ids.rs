@@ -113,7 +113,8 @@ id_newtype!(
 
 /// Longest accepted [`WaId`]: a BSUID's country code, dot and a generous tail (Meta's examples
 /// carry 20 characters after the dot).
-const WA_ID_MAX: usize = 64;
+/// A BSUID is a country code, a dot, an optional `ENT.` and up to 128 characters.
+const WA_ID_MAX: usize = 2 + 1 + 4 + 128;
 /// Longest phone-number id: E.164 allows 15 digits; wa_ids "may not match" the number, so slack.
 const PHONE_ID_MAX_DIGITS: usize = 20;
 
@@ -348,10 +349,10 @@ mod tests {
             }
         }
         assert!(matches!(
-            WaId::parse(format!("US.{}", "7".repeat(62))),
-            Err(IdError::TooLong { max: 64, .. })
+            WaId::parse(format!("US.ENT.{}", "7".repeat(129))),
+            Err(IdError::TooLong { max: 135, .. })
         ));
-        assert!(WaId::parse(format!("US.{}", "7".repeat(61))).is_ok());
+        assert!(WaId::parse(format!("US.ENT.{}", "7".repeat(128))).is_ok());
         // Through serde as well: a stored or configured id is held to the same rule.
         assert!(serde_json::from_str::<WaId>("\"34600000001\"").is_ok());
         assert!(serde_json::from_str::<WaId>("\"nobody\"").is_err());

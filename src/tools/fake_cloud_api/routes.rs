@@ -220,8 +220,11 @@ fn parse_send(body: &[u8]) -> Result<Outgoing, String> {
     if !matches!(text("recipient_type"), None | Some("individual" | "group")) {
         return Err("recipient_type must be \"individual\" or \"group\"".into());
     }
-    let to = text("to").filter(|to| !to.trim().is_empty());
-    let to = to.ok_or("to is required")?.to_owned();
+    // A phone number in `to`, or a business-scoped user id in `recipient` (`to` wins).
+    let to = text("to")
+        .or_else(|| text("recipient"))
+        .filter(|to| !to.trim().is_empty());
+    let to = to.ok_or("to (or recipient) is required")?.to_owned();
     match text("type") {
         None | Some("text") => {}
         Some(other) => return Err(format!("type {other:?} is not supported by the fake")),

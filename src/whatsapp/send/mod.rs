@@ -264,10 +264,21 @@ fn text_body(req: &TextReply<'_>) -> Value {
     let mut body = json!({
         "messaging_product": "whatsapp",
         "recipient_type": "individual",
-        "to": req.to,
         "type": "text",
         "text": { "body": req.body, "preview_url": false },
     });
+    // A phone number goes in `to`; a user known only by a business-scoped user id is addressed
+    // with `recipient` (Meta's BSUID send form: `to` would take precedence over it).
+    if req
+        .to
+        .trim_start_matches('+')
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+    {
+        body["to"] = json!(req.to);
+    } else {
+        body["recipient"] = json!(req.to);
+    }
     if !req.context_message_id.is_empty() {
         body["context"] = json!({ "message_id": req.context_message_id });
     }

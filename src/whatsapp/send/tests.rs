@@ -31,6 +31,14 @@ fn text_body_has_the_documented_shape_and_omits_empty_optionals() {
     };
     let body = text_body(&bare);
     assert!(body.get("context").is_none() && body.get("biz_opaque_callback_data").is_none());
+    // A user known only by a business-scoped user id is addressed with `recipient`.
+    let by_user_id = TextReply {
+        to: "US.13491208655302741918",
+        ..reply()
+    };
+    let body = text_body(&by_user_id);
+    assert_eq!(body["recipient"], "US.13491208655302741918");
+    assert!(body.get("to").is_none());
 }
 
 #[test]
