@@ -170,7 +170,7 @@ fn a_malformed_sender_is_a_dead_letter_with_its_reason() {
     assert!(
         n.rejected[0]
             .error
-            .contains("…: wa_id is longer than 64 bytes")
+            .contains("…: wa_id is longer than 135 bytes")
     );
     // Contacts whose ids are malformed give no profile; the rest of the change stands.
     let n = one_message(
