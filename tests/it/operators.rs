@@ -432,3 +432,51 @@ async fn the_cli_command_functions_act_on_the_store() {
         (Some("bot"), Some(false))
     );
 }
+
+/// `--provider wasender` names the gateway conversation, never the Cloud API one with the same
+/// number; without it the Cloud API one.
+#[tokio::test]
+async fn the_cli_takes_the_provider_of_the_contact() {
+    use clap::Parser;
+    use replyd::domain::Provider;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: ContactCommand,
+    }
+    let app = spawn_app().await;
+    let clock = Clock::system();
+    let parse = |args: &[&str]| {
+        Cli::try_parse_from([&["contact"], args].concat())
+            .unwrap()
+            .command
+    };
+    let gateway = parse(&["opt-out", WASENDER_SESSION, U2, "--provider", "wasender"]);
+    let printed = operators::contact(&app.store, &clock, gateway)
+        .await
+        .unwrap();
+    assert!(printed.contains("(wasender)"), "{printed}");
+    let gateway_contact = key(Provider::Wasender, WASENDER_SESSION, U2);
+    let cloud_contact = key(Provider::Cloud, WASENDER_SESSION, U2);
+    assert!(
+        app.store
+            .contact(&gateway_contact)
+            .await
+            .unwrap()
+            .unwrap()
+            .opted_out
+    );
+    assert!(app.store.contact(&cloud_contact).await.unwrap().is_none());
+    let cloud = parse(&["opt-out", WASENDER_SESSION, U3]);
+    operators::contact(&app.store, &clock, cloud).await.unwrap();
+    assert!(
+        app.store
+            .contact(&cloud_key(WASENDER_SESSION, U3))
+            .await
+            .unwrap()
+            .unwrap()
+            .opted_out
+    );
+    assert!(Cli::try_parse_from(["contact", "opt-in", "1", U2, "--provider", "sms"]).is_err());
+}
