@@ -12,6 +12,7 @@ use replyd::clock::Clock;
 use replyd::config::Config;
 use replyd::ingest::{DeadLetterReplay, SpoolError};
 use replyd::operators;
+use replyd::secrets_file;
 use replyd::store::DeadLetterAction;
 use replyd::sweep::{SweepSettings, Sweeper};
 use replyd::tools::{fake_cloud_api, simulate};
@@ -132,7 +133,15 @@ fn load(path: &Option<PathBuf>) -> anyhow::Result<Config> {
     Ok(Config::load(path.as_deref())?)
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(mut config: Config) -> anyhow::Result<()> {
+    // Unset secrets come from the data directory, generated there on the first run.
+    let filled = secrets_file::fill_or_generate(&mut config)?;
+    if let Some(notice) = filled.first_run_notice(&config) {
+        println!("{notice}");
+    } else if !filled.from_file.is_empty() {
+        let names: Vec<&str> = filled.from_file.iter().map(|n| n.key()).collect();
+        tracing::info!(file = %filled.path.display(), secrets = ?names, "using the generated secrets");
+    }
     let app = App::build(config, Clock::system()).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
