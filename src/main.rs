@@ -44,6 +44,10 @@ enum Command {
     },
     /// Send signed, realistic webhook traffic to a URL and print a summary.
     Simulate(simulate::SimulateArgs),
+    /// Check the configuration, data directory, secrets, store, spool, Cloud API tokens,
+    /// gateway sessions and Redis; print a checklist with a fix for each problem. Exits
+    /// non-zero on any failed check.
+    Doctor,
     /// Reconcile now: re-enqueue pending messages that pass every gate, silence the rest with
     /// their reason, and print every decision.
     Sweep {
@@ -116,16 +120,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Sweep { dry_run } => sweep(load(&cli.config)?, dry_run).await,
         Command::FakeCloudApi(args) => fake_cloud_api::run(args).await,
         Command::Dlq { command } => dlq(load(&cli.config)?, command).await,
-        Command::Simulate(args) => {
-            let json = args.json;
-            let summary = simulate::run(args).await?;
-            if json {
-                println!("{}", serde_json::to_string(&summary)?);
-            } else {
-                summary.print_table();
-            }
-            Ok(())
-        }
+        Command::Doctor => doctor(cli.config.as_deref()).await,
+        Command::Simulate(args) => simulate::command(args, cli.config.as_deref()).await,
     }
 }
 
@@ -146,6 +142,13 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     app.run(shutdown).await
+}
+
+async fn doctor(config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let report = replyd::tools::doctor::run_from(config).await;
+    print!("{}", report.render());
+    anyhow::ensure!(report.ok(), "doctor found {} problem(s)", report.failures());
+    Ok(())
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {

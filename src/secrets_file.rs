@@ -119,45 +119,74 @@ impl StoredSecrets {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Why the secrets file cannot be used; shown as the problem, then how to fix it.
+#[derive(Debug)]
 pub enum SecretsFileError {
-    #[error(
-        "cannot read {}: {source}. Let the user running replyd read it (e.g. `chown` it to that \
-         user, `chmod 600`); it is never regenerated over, because clients configured with its \
-         values would be locked out",
-        path.display()
-    )]
     Unreadable {
         path: PathBuf,
-        #[source]
         source: io::Error,
     },
-    #[error(
-        "{} may be read or written by group or others (mode {mode:04o}); run `chmod 600 {}`. If \
-         anyone else could read it, treat its values as leaked: delete it to generate new ones at \
-         the next start, then update your webhook's verify token and your admin clients",
-        path.display(),
-        path.display()
-    )]
-    Exposed { path: PathBuf, mode: u32 },
-    #[error(
-        "{} is not a valid secrets file: {reason}. It needs app_secret, verify_token and \
-         admin_token, each a non-empty string. Restore it, or delete it to generate new values at \
-         the next `replyd serve` (clients configured with the old ones must then be updated)",
-        path.display()
-    )]
-    Malformed { path: PathBuf, reason: String },
-    #[error(
-        "cannot write {}: {source}. Make the data directory writable by the user running replyd, \
-         point REPLYD_DATA_DIR elsewhere, or set REPLYD_APP_SECRET, REPLYD_VERIFY_TOKEN and \
-         REPLYD_ADMIN_TOKEN yourself",
-        path.display()
-    )]
+    /// Group or others may read or write it.
+    Exposed {
+        path: PathBuf,
+        mode: u32,
+    },
+    Malformed {
+        path: PathBuf,
+        reason: String,
+    },
     Write {
         path: PathBuf,
-        #[source]
         source: io::Error,
     },
+}
+
+impl SecretsFileError {
+    pub fn problem(&self) -> String {
+        match self {
+            Self::Unreadable { path, source } => {
+                format!("cannot read {}: {source}", path.display())
+            }
+            Self::Exposed { path, mode } => format!(
+                "{} may be read or written by group or others (mode {mode:04o})",
+                path.display()
+            ),
+            Self::Malformed { path, reason } => {
+                format!("{} is not a valid secrets file: {reason}", path.display())
+            }
+            Self::Write { path, source } => format!("cannot write {}: {source}", path.display()),
+        }
+    }
+
+    pub fn fix(&self) -> String {
+        match self {
+            Self::Unreadable { .. } => "let the user running replyd read it (e.g. `chown` it to                 that user, `chmod 600`); it is never regenerated over, because clients                 configured with its values would be locked out"
+                .to_owned(),
+            Self::Exposed { path, .. } => format!(
+                "run `chmod 600 {}`. If anyone else could read it, treat its values as leaked:                  delete it to generate new ones at the next start, then update your webhook's                  verify token and your admin clients",
+                path.display()
+            ),
+            Self::Malformed { .. } => "it needs app_secret, verify_token and admin_token, each a                 non-empty string: restore it, or delete it to generate new values at the next                 `replyd serve` (clients configured with the old ones must then be updated)"
+                .to_owned(),
+            Self::Write { .. } => "make the data directory writable by the user running replyd,                 point REPLYD_DATA_DIR elsewhere, or set REPLYD_APP_SECRET, REPLYD_VERIFY_TOKEN                 and REPLYD_ADMIN_TOKEN yourself"
+                .to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for SecretsFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}. Fix: {}", self.problem(), self.fix())
+    }
+}
+
+impl std::error::Error for SecretsFileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Unreadable { source, .. } | Self::Write { source, .. } => Some(source),
+            Self::Exposed { .. } | Self::Malformed { .. } => None,
+        }
+    }
 }
 
 /// Where a data directory keeps its secrets.

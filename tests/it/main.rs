@@ -3,10 +3,13 @@
 
 mod ambiguous;
 mod auth;
+mod binary;
 mod checks;
 mod conformance;
 mod conformance_ambiguous;
 mod conformance_providers;
+mod doctor;
+mod first_run;
 mod fixtures;
 mod hardening;
 mod helpers;
@@ -18,6 +21,7 @@ mod operators;
 mod properties;
 mod replies;
 mod sigterm;
+mod simulate;
 mod spool;
 mod spool_owner;
 mod sweep;
