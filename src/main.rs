@@ -33,7 +33,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the service: webhooks, admin API, metrics, spool replay.
+    /// Run the service: webhooks, admin API, metrics, spool replay. Secrets not configured come
+    /// from <data dir>/secrets.toml, generated (0600) on the first run.
     Serve,
     /// Create or upgrade the database schema, then exit.
     Migrate,

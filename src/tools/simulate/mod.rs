@@ -229,6 +229,12 @@ pub async fn run(args: SimulateArgs, target: Target) -> anyhow::Result<Summary> 
     let mut summary = tally.into_summary(target.url, seed, mix, elapsed);
     if let Some((api, before)) = settle {
         let acknowledged = summary.messages_acknowledged;
+        if shows_progress(&args) {
+            eprintln!(
+                "sent; waiting up to {} for the outcomes…",
+                humantime::format_duration(args.settle_timeout)
+            );
+        }
         summary.outcomes =
             Some(settle::until_settled(&api, &before, acknowledged, args.settle_timeout).await?);
     }
@@ -305,8 +311,12 @@ fn prebuilt_bytes(count: u64, args: &SimulateArgs) -> f64 {
     count as f64 * (1.0 - args.duplicate_ratio) * per_payload
 }
 
+fn shows_progress(args: &SimulateArgs) -> bool {
+    !(args.no_progress || args.json || !std::io::stderr().is_terminal())
+}
+
 fn progress_bar(args: &SimulateArgs) -> ProgressBar {
-    if args.no_progress || args.json || !std::io::stderr().is_terminal() {
+    if !shows_progress(args) {
         return ProgressBar::hidden();
     }
     let (bar, template) = match args.duration {
