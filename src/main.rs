@@ -134,7 +134,11 @@ async fn serve(mut config: Config) -> anyhow::Result<()> {
     // Unset secrets come from the data directory, generated there on the first run.
     let filled = secrets_file::fill_or_generate(&mut config)?;
     if let Some(notice) = filled.first_run_notice(&config) {
-        println!("{notice}");
+        // Not `println!`, which panics when stdout cannot be written (a full disk): the values
+        // are in the file either way.
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), "{notice}");
+        tracing::info!(file = %filled.path.display(), "generated the secrets (first run)");
     } else if !filled.from_file.is_empty() {
         let names: Vec<&str> = filled.from_file.iter().map(|n| n.key()).collect();
         tracing::info!(file = %filled.path.display(), secrets = ?names, "using the generated secrets");
