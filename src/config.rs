@@ -19,12 +19,26 @@ mod gateways;
 pub use gateways::{GatewayConfig, GatewayKind, WASENDER_BASE_URL};
 
 pub const DEFAULT_CONFIG_FILE: &str = "replyd.toml";
+pub const DEFAULT_DATA_DIR: &str = "./replyd-data";
+
+/// The embedded store inside a data directory, when `database_url` is not set.
+pub fn default_database_url(data_dir: &Path) -> DatabaseUrl {
+    DatabaseUrl::from(format!("sqlite://{}", data_dir.join("replyd.db").display()))
+}
+
+/// The spool inside a data directory, when `spool_dir` is not set.
+pub fn default_spool_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("spool")
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address the HTTP server binds (`127.0.0.1:0` picks a free port).
     pub listen: SocketAddr,
+    /// Where replyd keeps its state: the database and the spool unless they are set
+    /// explicitly, and the generated `secrets.toml` (see `crate::secrets_file`).
+    pub data_dir: PathBuf,
     /// `sqlite://path` (embedded default). Shown with its password hidden.
     pub database_url: DatabaseUrl,
     pub redis_url: Option<String>,
@@ -159,7 +173,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            database_url: DatabaseUrl::from("sqlite://./replyd-data/replyd.db"),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            database_url: default_database_url(Path::new(DEFAULT_DATA_DIR)),
             redis_url: None,
             app_secret: Secret::default(),
             verify_token: Secret::default(),
@@ -179,7 +194,7 @@ impl Default for Config {
             max_connections: 1024,
             max_in_flight: 512,
             shutdown_deadline: Duration::from_secs(30),
-            spool_dir: PathBuf::from("./replyd-data/spool"),
+            spool_dir: default_spool_dir(Path::new(DEFAULT_DATA_DIR)),
             spool_replay_interval: Duration::from_secs(10),
             store_busy_timeout: Duration::from_secs(2),
             ingest_timeout: Duration::from_secs(3),
@@ -218,22 +233,30 @@ pub enum ConfigError {
 
 impl Config {
     /// Defaults, then `path` (or `./replyd.toml` when present), then `REPLYD_*` variables.
+    /// The database and the spool follow `data_dir` unless they are set themselves.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let mut given = Figment::new();
         match path {
-            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            Some(path) => given = given.merge(Toml::file_exact(path)),
             None if Path::new(DEFAULT_CONFIG_FILE).exists() => {
-                figment = figment.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
+                given = given.merge(Toml::file_exact(DEFAULT_CONFIG_FILE));
             }
             None => {}
         }
         // Environment values are taken as the raw strings they are (a token like `0123` or
         // `[x]` must not be parsed as a number or a list); `extract_lossy` turns them into
         // numbers or booleans only where a field asks for one.
-        let config: Self = figment
-            .merge(Serialized::defaults(env_overrides()))
+        let given = given.merge(Serialized::defaults(env_overrides()));
+        let mut config: Self = Figment::from(Serialized::defaults(Config::default()))
+            .merge(given.clone())
             .extract_lossy()
             .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        if !given.contains("database_url") {
+            config.database_url = default_database_url(&config.data_dir);
+        }
+        if !given.contains("spool_dir") {
+            config.spool_dir = default_spool_dir(&config.data_dir);
+        }
         config.gateway_sessions()?;
         Ok(config)
     }
@@ -350,6 +373,34 @@ mod tests {
             assert_eq!(c.ambiguous_quiet_period, Duration::from_secs(90));
             jail.set_env("REPLYD_AMBIGUOUS_RESOLUTION", "guess");
             assert!(Config::load(None).is_err(), "an unknown setting is refused");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment::Jail fixes the closure's error type"
+    )]
+    fn the_database_and_the_spool_follow_the_data_dir_unless_set() {
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None).expect("loads");
+            assert_eq!(c.data_dir, Path::new("./replyd-data"));
+            assert_eq!(c.database_url.expose(), "sqlite://./replyd-data/replyd.db");
+            assert_eq!(c.spool_dir, Path::new("./replyd-data/spool"));
+            jail.set_env("REPLYD_DATA_DIR", "/var/lib/replyd");
+            let c = Config::load(None).expect("loads");
+            assert_eq!(
+                c.database_url.expose(),
+                "sqlite:///var/lib/replyd/replyd.db"
+            );
+            assert_eq!(c.spool_dir, Path::new("/var/lib/replyd/spool"));
+            jail.create_file("own.toml", "spool_dir = \"/srv/spool\"")?;
+            jail.set_env("REPLYD_DATABASE_URL", "sqlite:///srv/db/replyd.db");
+            let c = Config::load(Some(Path::new("own.toml"))).expect("loads");
+            assert_eq!(c.database_url.expose(), "sqlite:///srv/db/replyd.db");
+            assert_eq!(c.spool_dir, Path::new("/srv/spool"));
+            assert_eq!(c.data_dir, Path::new("/var/lib/replyd"));
             Ok(())
         });
     }

@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod operators;
 pub mod secret;
+pub mod secrets_file;
 pub mod store;
 pub mod supervise;
 pub mod sweep;

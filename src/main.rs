@@ -12,6 +12,7 @@ use replyd::clock::Clock;
 use replyd::config::Config;
 use replyd::ingest::{DeadLetterReplay, SpoolError};
 use replyd::operators;
+use replyd::secrets_file;
 use replyd::store::DeadLetterAction;
 use replyd::sweep::{SweepSettings, Sweeper};
 use replyd::tools::{fake_cloud_api, simulate};
@@ -32,7 +33,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the service: webhooks, admin API, metrics, spool replay.
+    /// Run the service: webhooks, admin API, metrics, spool replay. Secrets not configured come
+    /// from <data dir>/secrets.toml, generated (0600) on the first run.
     Serve,
     /// Create or upgrade the database schema, then exit.
     Migrate,
@@ -43,6 +45,10 @@ enum Command {
     },
     /// Send signed, realistic webhook traffic to a URL and print a summary.
     Simulate(simulate::SimulateArgs),
+    /// Check the configuration, data directory, secrets, store, spool, Cloud API tokens,
+    /// gateway sessions and Redis; print a checklist with a fix for each problem. Exits
+    /// non-zero on any failed check.
+    Doctor,
     /// Reconcile now: re-enqueue pending messages that pass every gate, silence the rest with
     /// their reason, and print every decision.
     Sweep {
@@ -115,16 +121,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Sweep { dry_run } => sweep(load(&cli.config)?, dry_run).await,
         Command::FakeCloudApi(args) => fake_cloud_api::run(args).await,
         Command::Dlq { command } => dlq(load(&cli.config)?, command).await,
-        Command::Simulate(args) => {
-            let json = args.json;
-            let summary = simulate::run(args).await?;
-            if json {
-                println!("{}", serde_json::to_string(&summary)?);
-            } else {
-                summary.print_table();
-            }
-            Ok(())
-        }
+        Command::Doctor => doctor(cli.config.as_deref()).await,
+        Command::Simulate(args) => simulate::command(args, cli.config.as_deref()).await,
     }
 }
 
@@ -132,11 +130,30 @@ fn load(path: &Option<PathBuf>) -> anyhow::Result<Config> {
     Ok(Config::load(path.as_deref())?)
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(mut config: Config) -> anyhow::Result<()> {
+    // Unset secrets come from the data directory, generated there on the first run.
+    let filled = secrets_file::fill_or_generate(&mut config)?;
+    if let Some(notice) = filled.first_run_notice(&config) {
+        // Not `println!`, which panics when stdout cannot be written (a full disk): the values
+        // are in the file either way.
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), "{notice}");
+        tracing::info!(file = %filled.path.display(), "generated the secrets (first run)");
+    } else if !filled.from_file.is_empty() {
+        let names: Vec<&str> = filled.from_file.iter().map(|n| n.key()).collect();
+        tracing::info!(file = %filled.path.display(), secrets = ?names, "using the generated secrets");
+    }
     let app = App::build(config, Clock::system()).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     app.run(shutdown).await
+}
+
+async fn doctor(config: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let report = replyd::tools::doctor::run_from(config).await;
+    print!("{}", report.render());
+    anyhow::ensure!(report.ok(), "doctor found {} problem(s)", report.failures());
+    Ok(())
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {

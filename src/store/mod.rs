@@ -343,6 +343,13 @@ impl Store {
         }
     }
 
+    /// Migrations not applied yet (what `replyd doctor` reports); reads only.
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        match self {
+            Self::Sqlite(s) => s.pending_migrations().await,
+        }
+    }
+
     /// Readiness: can the store answer a query?
     pub async fn ping(&self) -> Result<(), StoreError> {
         match self {

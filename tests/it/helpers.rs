@@ -56,6 +56,7 @@ pub struct TestApp {
 pub fn test_config(dir: &std::path::Path) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_owned(),
         database_url: format!("sqlite://{}", dir.join("replyd.db").display()).into(),
         app_secret: Secret::new(APP_SECRET),
         verify_token: Secret::new(VERIFY_TOKEN),

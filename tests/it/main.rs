@@ -3,10 +3,13 @@
 
 mod ambiguous;
 mod auth;
+mod binary;
 mod checks;
 mod conformance;
 mod conformance_ambiguous;
 mod conformance_providers;
+mod doctor;
+mod first_run;
 mod fixtures;
 mod gateway;
 mod hardening;
@@ -20,6 +23,7 @@ mod properties;
 mod read_receipts;
 mod replies;
 mod sigterm;
+mod simulate;
 mod spool;
 mod spool_owner;
 mod sweep;

@@ -469,6 +469,7 @@ async fn a_worker_killed_mid_batch_loses_and_doubles_nothing() {
             "REPLYD_SPOOL_DIR",
             dir.path().join("spool").display().to_string(),
         ),
+        ("REPLYD_DATA_DIR", dir.path().display().to_string()),
         ("REPLYD_APP_SECRET", APP_SECRET.into()),
         ("REPLYD_ADMIN_TOKEN", ADMIN_TOKEN.into()),
         ("REPLYD_ACCESS_TOKEN", TOKEN.into()),

@@ -20,6 +20,7 @@ fn replyd(config: &Config, args: &[&str]) -> Output {
         .args(args)
         .env("REPLYD_DATABASE_URL", config.database_url.expose())
         .env("REPLYD_SPOOL_DIR", &config.spool_dir)
+        .env("REPLYD_DATA_DIR", &config.data_dir)
         .env("RUST_LOG", "warn")
         .output()
         .unwrap()

@@ -111,6 +111,7 @@ async fn logging_to_a_full_disk_panics_nothing() {
                 format!("sqlite://{}/replyd.db", dir.path().display()),
             )
             .env("REPLYD_SPOOL_DIR", dir.path().join("spool"))
+            .env("REPLYD_DATA_DIR", dir.path())
             .env("REPLYD_APP_SECRET", APP_SECRET)
             .env("REPLYD_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("REPLYD_WORKER_ENABLED", "false")

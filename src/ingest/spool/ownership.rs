@@ -71,6 +71,22 @@ impl Ownership {
     }
 }
 
+/// Who owns `dir` now: `Some("pid N")` while a process holds its lock, `None` when nobody does
+/// (or it was never opened). Holds a shared lock for an instant to find out, so a process
+/// starting at that very instant would be refused once; `replyd doctor` is its only user.
+pub fn current_owner(dir: &Path) -> io::Result<Option<String>> {
+    let mut lock = match File::open(dir.join(LOCK_FILE)) {
+        Ok(lock) => lock,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match flock(&lock, FlockOperation::NonBlockingLockShared) {
+        Ok(()) => Ok(None),
+        Err(Errno::WOULDBLOCK) => Ok(Some(holder(&mut lock))),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn holder(lock: &mut File) -> String {
     let mut text = String::new();
     match lock

@@ -101,6 +101,28 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// The migrations this build has that the database has not applied, by version; reads only.
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let (tracked,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let applied: Vec<i64> = if tracked == 0 {
+            Vec::new()
+        } else {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?
+        };
+        Ok(MIGRATOR
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect())
+    }
+
     /// A write that needs new pages, past the free ones inside the file (up to 1 MiB at the
     /// default page size; rolled back to its savepoint: only the allocation is tested) and a one-row change that is committed, through the batcher like the
     /// pipeline's writes: fails while the disk is full, the writer connection is unusable or

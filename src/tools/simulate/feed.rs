@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use reqwest::header::HeaderValue;
 
+use super::mix::KindCounts;
 use super::payload::{self, PayloadSpec};
 use crate::whatsapp::signature;
 
@@ -28,6 +29,7 @@ pub struct Post {
 pub struct Carried {
     pub messages: u32,
     pub statuses: u32,
+    pub kinds: KindCounts,
 }
 
 /// Decides and builds POSTs one after the other; deterministic for a given seed and clock.
@@ -125,6 +127,7 @@ impl Builder {
         let carried = Carried {
             messages: p.messages,
             statuses: p.statuses,
+            kinds: p.kinds,
         };
         Post {
             body: Bytes::from(p.body),
@@ -206,6 +209,7 @@ mod tests {
             senders: 10,
             messages_per_payload: 2,
             status_ratio: 0.3,
+            mix: crate::tools::simulate::mix::Mix::new(0.005, 0.1, 0.0).unwrap(),
         };
         Generator::new(spec, b"secret", ratio, keep)
     }

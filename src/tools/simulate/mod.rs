@@ -3,12 +3,21 @@
 //! Payloads are built and signed before the clock starts whenever the run fits in memory, so
 //! the timed loop only clones bytes, sends, and times each request from send to the last byte
 //! of the answer. `run` fails only on setup problems; every answer, good or bad, is counted.
+//! With no `--url`/`--secret` it targets the configured server with the data directory's
+//! secrets ([`target`]); `--until-settled` then reports the outcomes ([`settle`]).
 
 mod feed;
+pub mod mix;
+#[cfg(test)]
+mod mix_tests;
 mod payload;
+pub mod settle;
+mod summary;
 mod tally;
+pub mod target;
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,8 +30,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use feed::{Feed, Generator, Post};
+use mix::Mix;
 use payload::PayloadSpec;
+use settle::AdminApi;
+pub use summary::Summary;
 use tally::Tally;
+pub use target::Target;
 
 /// Above this estimate of payload bytes, posts are built on demand instead of ahead of time.
 const PREBUILD_BUDGET_BYTES: f64 = 512.0 * 1024.0 * 1024.0;
@@ -32,12 +45,14 @@ const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
-    /// Webhook URL to POST notifications to.
-    #[arg(long, default_value = "http://127.0.0.1:8080/webhook")]
-    pub url: String,
-    /// App secret that signs every body (X-Hub-Signature-256).
+    /// Webhook URL to POST notifications to [default: http://<REPLYD_LISTEN>/webhook, from the
+    /// same configuration `replyd serve` reads, i.e. http://127.0.0.1:8080/webhook]
+    #[arg(long)]
+    pub url: Option<String>,
+    /// App secret that signs every body (X-Hub-Signature-256) [default: the configured one, else
+    /// the one `replyd serve` generated in the data directory's secrets.toml]
     #[arg(long, env = "REPLYD_APP_SECRET", hide_env_values = true)]
-    pub secret: String,
+    pub secret: Option<String>,
     /// Total POSTs to send (ignored when --duration is given).
     #[arg(long, default_value_t = 10_000)]
     pub requests: u64,
@@ -56,7 +71,20 @@ pub struct SimulateArgs {
     /// Inbound messages in each payload.
     #[arg(long, default_value_t = 1)]
     pub messages_per_payload: u32,
-    /// Share of payloads (0.0–1.0) that also carry status updates for outbound messages.
+    /// Share of messages (0.0–1.0) that are a whole-message opt-out keyword (STOP, BAJA…);
+    /// each opts its sender out, so later messages of that sender end `silent:opted_out` too.
+    #[arg(long, default_value_t = 0.005, value_parser = ratio)]
+    pub keyword_ratio: f64,
+    /// Share of messages (0.0–1.0) that are media: photos, voice notes, documents, videos.
+    #[arg(long, default_value_t = 0.10, value_parser = ratio)]
+    pub media_ratio: f64,
+    /// Share of messages (0.0–1.0) that are reactions. The built-in rules leave reactions
+    /// unanswered (`silent:no_reply`), so the default keeps every other message answerable.
+    #[arg(long, default_value_t = 0.0, value_parser = ratio)]
+    pub reaction_ratio: f64,
+    /// Share of payloads (0.0–1.0) that also carry status updates for outbound messages. They
+    /// name messages replyd did not send, which a server with human_reply_takeover on reads as
+    /// a person answering from another tool (the conversation goes to operator mode).
     #[arg(long, default_value_t = 0.0, value_parser = ratio)]
     pub status_ratio: f64,
     /// Distinct users (wa_id) the messages come from.
@@ -68,6 +96,18 @@ pub struct SimulateArgs {
     /// Seed for payload contents and duplicate picks; random when absent (see the summary).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// After sending, wait until the server has every acknowledged message and none is
+    /// pending, then report the outcomes (replied, silent by reason, dead, pending) from its
+    /// admin API (`GET /api/v1/summary`). Exits non-zero when --settle-timeout passes first.
+    #[arg(long)]
+    pub until_settled: bool,
+    /// How long --until-settled waits at most, e.g. `30s` or `5m`.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub settle_timeout: Duration,
+    /// Bearer token of the admin API, for --until-settled [default: the configured one, else
+    /// the one in the data directory's secrets.toml]
+    #[arg(long, env = "REPLYD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Print the summary as one JSON line instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -83,88 +123,36 @@ fn ratio(s: &str) -> Result<f64, String> {
     }
 }
 
-/// What a run sent and how the server answered. Latency runs from send to the full response.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Summary {
-    pub url: String,
-    pub seed: u64,
-    pub requests_sent: u64,
-    pub unique_payloads: u64,
-    pub duplicate_payloads: u64,
-    /// Messages in the unique payloads that were sent.
-    pub messages_sent: u64,
-    /// Status updates in the unique payloads that were sent.
-    pub statuses_sent: u64,
-    pub status_2xx: u64,
-    pub status_4xx: u64,
-    pub status_5xx: u64,
-    pub transport_errors: u64,
-    pub elapsed_s: f64,
-    pub requests_per_s: f64,
-    /// Unique messages whose payload was answered 2xx, per second.
-    pub messages_per_s: f64,
-    pub latency_p50_ms: f64,
-    pub latency_p99_ms: f64,
-    pub latency_max_ms: f64,
-}
-
-impl Summary {
-    pub fn print_table(&self) {
-        let rows = [
-            ("url", self.url.clone()),
-            (
-                "requests",
-                format!(
-                    "{} sent ({} unique, {} duplicate) in {:.2} s",
-                    self.requests_sent,
-                    self.unique_payloads,
-                    self.duplicate_payloads,
-                    self.elapsed_s
-                ),
-            ),
-            (
-                "throughput",
-                format!(
-                    "{:.0} req/s, {:.0} msg/s acknowledged",
-                    self.requests_per_s, self.messages_per_s
-                ),
-            ),
-            (
-                "payloads",
-                format!(
-                    "{} messages, {} statuses (unique payloads)",
-                    self.messages_sent, self.statuses_sent
-                ),
-            ),
-            (
-                "answers",
-                format!(
-                    "2xx {}  4xx {}  5xx {}  transport errors {}",
-                    self.status_2xx, self.status_4xx, self.status_5xx, self.transport_errors
-                ),
-            ),
-            (
-                "latency ms",
-                format!(
-                    "p50 {:.3}  p99 {:.3}  max {:.3}",
-                    self.latency_p50_ms, self.latency_p99_ms, self.latency_max_ms
-                ),
-            ),
-            ("seed", self.seed.to_string()),
-        ];
-        for (label, value) in rows {
-            println!("{label:<12} {value}");
-        }
+/// `replyd simulate`: resolves the target, runs, prints the summary. Fails when
+/// `--until-settled` found the server still unsettled at the timeout.
+pub async fn command(args: SimulateArgs, config_path: Option<&Path>) -> anyhow::Result<()> {
+    let target = Target::resolve(&args, config_path)?;
+    let json = args.json;
+    let summary = run(args, target).await?;
+    if json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        summary.print_table();
+    }
+    match &summary.outcomes {
+        Some(o) if !o.settled => bail!(
+            "not settled: {} message(s) still pending after {:.1} s",
+            o.pending,
+            o.waited_s
+        ),
+        _ => Ok(()),
     }
 }
 
 /// Sends the run described by `args` and counts every answer.
-pub async fn run(args: SimulateArgs) -> anyhow::Result<Summary> {
+pub async fn run(args: SimulateArgs, target: Target) -> anyhow::Result<Summary> {
     let url =
-        Url::parse(&args.url).with_context(|| format!("--url `{}` is not a URL", args.url))?;
+        Url::parse(&target.url).with_context(|| format!("--url `{}` is not a URL", target.url))?;
     if !matches!(url.scheme(), "http" | "https") {
-        bail!("--url `{}` must be http or https", args.url);
+        bail!("--url `{}` must be http or https", target.url);
     }
+    let mix = Mix::new(args.keyword_ratio, args.media_ratio, args.reaction_ratio)
+        .map_err(|e| anyhow::anyhow!(e))?;
     if args.connections == 0 || args.messages_per_payload == 0 || args.senders == 0 {
         bail!("--connections, --messages-per-payload and --senders must be at least 1");
     }
@@ -178,8 +166,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Summary> {
         senders: args.senders,
         messages_per_payload: args.messages_per_payload,
         status_ratio: args.status_ratio,
+        mix,
     };
-    let secret = args.secret.as_bytes();
+    let secret = target.secret.as_bytes();
     let ratio = args.duplicate_ratio;
     // A counted run, or a paced timed one, knows its posts in advance: build them before the
     // clock starts when they fit in memory. An unpaced timed run builds them as it goes.
@@ -205,6 +194,15 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Summary> {
         .timeout(REQUEST_TIMEOUT)
         .build()
         .context("building the HTTP client")?;
+    // Asked before sending: a wrong token or address fails the run before any traffic.
+    let settle = match (&target.admin_token, args.until_settled) {
+        (Some(token), true) => {
+            let api = AdminApi::new(client.clone(), &url, token.clone())?;
+            let before = api.counts().await?;
+            Some((api, before))
+        }
+        _ => None,
+    };
     let progress = progress_bar(&args);
 
     let start = Instant::now();
@@ -228,7 +226,19 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<Summary> {
     }
     let elapsed = start.elapsed();
     progress.finish_and_clear();
-    Ok(tally.into_summary(args.url, seed, elapsed))
+    let mut summary = tally.into_summary(target.url, seed, mix, elapsed);
+    if let Some((api, before)) = settle {
+        let acknowledged = summary.messages_acknowledged;
+        if shows_progress(&args) {
+            eprintln!(
+                "sent; waiting up to {} for the outcomes…",
+                humantime::format_duration(args.settle_timeout)
+            );
+        }
+        summary.outcomes =
+            Some(settle::until_settled(&api, &before, acknowledged, args.settle_timeout).await?);
+    }
+    Ok(summary)
 }
 
 /// Everything the workers share for one run.
@@ -301,8 +311,12 @@ fn prebuilt_bytes(count: u64, args: &SimulateArgs) -> f64 {
     count as f64 * (1.0 - args.duplicate_ratio) * per_payload
 }
 
+fn shows_progress(args: &SimulateArgs) -> bool {
+    !(args.no_progress || args.json || !std::io::stderr().is_terminal())
+}
+
 fn progress_bar(args: &SimulateArgs) -> ProgressBar {
-    if args.no_progress || args.json || !std::io::stderr().is_terminal() {
+    if !shows_progress(args) {
         return ProgressBar::hidden();
     }
     let (bar, template) = match args.duration {

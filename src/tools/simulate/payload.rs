@@ -10,6 +10,8 @@ use std::fmt::Write as _;
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use serde_json::{Value, json};
 
+use super::mix::{Kind, KindCounts, Mix};
+
 const WABA_ID: &str = "200000000000001";
 const DISPLAY_PHONE_NUMBER: &str = "15550001234";
 
@@ -24,14 +26,15 @@ const TEXTS: &[&str] = &[
     "Can you send me the invoice? my email is ana@example.com",
     "こんにちは、予約できますか？",
     "ok",
-    "STOP",
     "Danke schön, bis später 🙏🏽",
 ];
+/// Whole-message opt-out keywords, as people type them (see `Keywords::default`).
+pub(super) const KEYWORDS: &[&str] = &["STOP", "Stop", "stop", "BAJA", "Parar", "unsubscribe"];
 const CAPTIONS: &[&str] = &["This one arrived broken", "¿Este modelo?", "Receipt", ""];
 const BUTTONS: &[(&str, &str)] = &[
     ("btn_yes", "Sí, confirmar"),
     ("btn_no", "No"),
-    ("btn_agent", "Talk to a person"),
+    ("btn_later", "Más tarde"),
 ];
 const EMOJIS: &[&str] = &["👍", "❤️", "😂", "🙏", ""];
 const PLACES: &[(f64, f64, &str, &str)] = &[
@@ -64,6 +67,8 @@ pub struct PayloadSpec {
     pub messages_per_payload: u32,
     /// Fraction of payloads that also carry status updates for outbound messages.
     pub status_ratio: f64,
+    /// What kinds of message the payloads carry.
+    pub mix: Mix,
 }
 
 /// One encoded notification and what it carries.
@@ -72,6 +77,7 @@ pub struct Payload {
     pub body: Vec<u8>,
     pub messages: u32,
     pub statuses: u32,
+    pub kinds: KindCounts,
 }
 
 /// Builds unique payload number `n`, stamped with `timestamp` (unix seconds).
@@ -86,6 +92,7 @@ pub fn build(spec: &PayloadSpec, n: u64, timestamp: u64) -> Payload {
     let mut contacts: Vec<Value> = Vec::new();
     let mut seen_senders: Vec<u32> = Vec::new();
     let mut messages = Vec::with_capacity(spec.messages_per_payload as usize);
+    let mut kinds = KindCounts::default();
     for k in 0..spec.messages_per_payload {
         let sender = rng.gen_range(0..spec.senders.max(1));
         let wa_id = wa_id(sender);
@@ -95,7 +102,9 @@ pub fn build(spec: &PayloadSpec, n: u64, timestamp: u64) -> Payload {
             contacts.push(json!({ "profile": { "name": name }, "wa_id": wa_id }));
         }
         let id = format!("wamid.SIM.{}.{n}.{k}", spec.seed);
-        messages.push(message(&mut rng, spec.seed, id, wa_id, &ts));
+        let kind = spec.mix.draw(&mut rng);
+        kinds.count(kind);
+        messages.push(message(&mut rng, kind, spec.seed, id, wa_id, &ts));
     }
 
     let mut changes = Vec::with_capacity(2);
@@ -131,14 +140,15 @@ pub fn build(spec: &PayloadSpec, n: u64, timestamp: u64) -> Payload {
         body: escape_non_ascii(root.to_string()),
         messages: messages.len() as u32,
         statuses: statuses.len() as u32,
+        kinds,
     }
 }
 
-/// A realistic mix: mostly text, then images, button replies, reactions and locations.
-fn message(rng: &mut StdRng, seed: u64, id: String, from: String, ts: &str) -> Value {
+/// One message of the drawn kind, with realistic contents.
+fn message(rng: &mut StdRng, kind: Kind, seed: u64, id: String, from: String, ts: &str) -> Value {
     let mut m = json!({ "from": from, "id": id, "timestamp": ts });
-    match rng.gen_range(0..100) {
-        0..70 => {
+    match kind {
+        Kind::Text => {
             let body = if rng.gen_bool(0.2) {
                 format!("Pedido #{}: ¿cuándo llega?", rng.gen_range(10_000..99_999))
             } else {
@@ -147,16 +157,12 @@ fn message(rng: &mut StdRng, seed: u64, id: String, from: String, ts: &str) -> V
             m["type"] = json!("text");
             m["text"] = json!({ "body": body });
         }
-        70..80 => {
-            m["type"] = json!("image");
-            m["image"] = json!({
-                "id": rng.gen_range(1_000_000_000_000_000u64..9_999_999_999_999_999).to_string(),
-                "mime_type": "image/jpeg",
-                "sha256": format!("{:016x}{:016x}", rng.r#gen::<u64>(), rng.r#gen::<u64>()),
-                "caption": pick(rng, CAPTIONS),
-            });
+        Kind::Keyword => {
+            m["type"] = json!("text");
+            m["text"] = json!({ "body": pick(rng, KEYWORDS) });
         }
-        80..88 => {
+        Kind::Media => media(rng, &mut m),
+        Kind::Interactive => {
             let (button_id, title) = *pick(rng, BUTTONS);
             m["type"] = json!("interactive");
             m["context"] = json!({ "from": DISPLAY_PHONE_NUMBER, "id": outbound_ref(rng, seed) });
@@ -165,18 +171,46 @@ fn message(rng: &mut StdRng, seed: u64, id: String, from: String, ts: &str) -> V
                 "button_reply": { "id": button_id, "title": title },
             });
         }
-        88..95 => {
+        Kind::Reaction => {
             m["type"] = json!("reaction");
             m["reaction"] =
                 json!({ "message_id": outbound_ref(rng, seed), "emoji": pick(rng, EMOJIS) });
         }
-        _ => {
+        Kind::Location => {
             let (latitude, longitude, name, address) = *pick(rng, PLACES);
             m["type"] = json!("location");
             m["location"] = json!({ "latitude": latitude, "longitude": longitude, "name": name, "address": address });
         }
     }
     m
+}
+
+/// Mostly photos, then voice notes, documents and videos, as Meta describes each.
+fn media(rng: &mut StdRng, m: &mut Value) {
+    let id = rng
+        .gen_range(1_000_000_000_000_000u64..9_999_999_999_999_999)
+        .to_string();
+    let sha256 = format!("{:016x}{:016x}", rng.r#gen::<u64>(), rng.r#gen::<u64>());
+    let (kind, object) = match rng.gen_range(0..100) {
+        0..60 => (
+            "image",
+            json!({ "id": id, "mime_type": "image/jpeg", "sha256": sha256, "caption": pick(rng, CAPTIONS) }),
+        ),
+        60..85 => (
+            "audio",
+            json!({ "id": id, "mime_type": "audio/ogg; codecs=opus", "sha256": sha256, "voice": true }),
+        ),
+        85..95 => (
+            "document",
+            json!({ "id": id, "mime_type": "application/pdf", "sha256": sha256, "filename": "factura.pdf", "caption": "Factura" }),
+        ),
+        _ => (
+            "video",
+            json!({ "id": id, "mime_type": "video/mp4", "sha256": sha256 }),
+        ),
+    };
+    m["type"] = json!(kind);
+    m[kind] = object;
 }
 
 /// A status update for outbound message `wamid.SIM.OUT.<seed>.<n>.<k>`.
@@ -252,6 +286,7 @@ mod tests {
             senders: 50,
             messages_per_payload,
             status_ratio,
+            mix: Mix::new(0.005, 0.1, 0.05).unwrap(),
         }
     }
 
@@ -326,14 +361,26 @@ mod tests {
 
     #[test]
     fn a_run_mixes_message_types() {
-        let s = spec(1, 0.0);
+        let s = PayloadSpec {
+            mix: Mix::new(0.05, 0.3, 0.1).unwrap(),
+            ..spec(1, 0.0)
+        };
         let mut kinds = std::collections::BTreeSet::new();
-        for n in 0..500 {
+        for n in 0..2000 {
             let v: Value = serde_json::from_slice(&build(&s, n, 1).body).unwrap();
             let m = &v["entry"][0]["changes"][0]["value"]["messages"][0];
             kinds.insert(m["type"].as_str().unwrap().to_string());
         }
-        let expected = ["image", "interactive", "location", "reaction", "text"];
+        let expected = [
+            "audio",
+            "document",
+            "image",
+            "interactive",
+            "location",
+            "reaction",
+            "text",
+            "video",
+        ];
         assert_eq!(kinds.into_iter().collect::<Vec<_>>(), expected);
     }
 }

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use super::Summary;
 use super::feed::Carried;
+use super::mix::{KindCounts, Mix};
+use super::summary::Summary;
 
 #[derive(Debug, Default)]
 pub(super) struct Tally {
@@ -19,6 +20,7 @@ pub(super) struct Tally {
     status_5xx: u64,
     pub(super) transport_errors: u64,
     messages_acked: u64,
+    kinds: KindCounts,
     latencies_us: Vec<u64>,
 }
 
@@ -30,6 +32,7 @@ impl Tally {
                 self.unique += 1;
                 self.messages += u64::from(c.messages);
                 self.statuses += u64::from(c.statuses);
+                self.kinds.merge(&c.kinds);
             }
             None => self.duplicate += 1,
         }
@@ -63,10 +66,17 @@ impl Tally {
         self.status_5xx += other.status_5xx;
         self.transport_errors += other.transport_errors;
         self.messages_acked += other.messages_acked;
+        self.kinds.merge(&other.kinds);
         self.latencies_us.extend(other.latencies_us);
     }
 
-    pub(super) fn into_summary(mut self, url: String, seed: u64, elapsed: Duration) -> Summary {
+    pub(super) fn into_summary(
+        mut self,
+        url: String,
+        seed: u64,
+        mix: Mix,
+        elapsed: Duration,
+    ) -> Summary {
         self.latencies_us.sort_unstable();
         let ms = |us: u64| us as f64 / 1000.0;
         let per_s = |n: u64| {
@@ -90,10 +100,14 @@ impl Tally {
             transport_errors: self.transport_errors,
             elapsed_s: elapsed.as_secs_f64(),
             requests_per_s: per_s(self.requests),
+            messages_acknowledged: self.messages_acked,
             messages_per_s: per_s(self.messages_acked),
             latency_p50_ms: ms(percentile(&self.latencies_us, 50.0)),
             latency_p99_ms: ms(percentile(&self.latencies_us, 99.0)),
             latency_max_ms: ms(self.latencies_us.last().copied().unwrap_or(0)),
+            mix,
+            kinds: self.kinds,
+            outcomes: None,
         }
     }
 }
@@ -126,9 +140,14 @@ mod tests {
     #[test]
     fn only_fresh_payloads_acknowledged_2xx_count_as_messages() {
         let mut t = Tally::default();
+        let kinds = KindCounts {
+            text: 3,
+            ..KindCounts::default()
+        };
         let fresh = Some(Carried {
             messages: 3,
             statuses: 1,
+            kinds,
         });
         for (post, status) in [(fresh, 200), (None, 200), (fresh, 500), (fresh, 401)] {
             t.count_post(post);
@@ -138,7 +157,9 @@ mod tests {
                 Duration::from_millis(2),
             );
         }
-        let s = t.into_summary("u".into(), 1, Duration::from_secs(1));
+        let mix = Mix::new(0.0, 0.0, 0.0).unwrap();
+        let s = t.into_summary("u".into(), 1, mix, Duration::from_secs(1));
+        assert_eq!(s.kinds.text, 9, "kinds of the unique payloads sent");
         assert_eq!(
             (s.unique_payloads, s.duplicate_payloads, s.messages_sent),
             (3, 1, 9)
