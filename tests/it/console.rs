@@ -277,27 +277,22 @@ async fn an_operator_takes_over_releases_and_replays_in_the_browser() {
 
     // Not logged in: the console is the login form.
     browser.goto(&format!("{base}/console")).await;
-    assert!(browser.url().await.ends_with("/console/login"));
+    browser.wait_url("/console/login").await;
     browser.find("#token").await.type_text("wrong").await;
     browser.find("form button[type=submit]").await.click().await;
-    assert!(
-        browser
-            .text()
-            .await
-            .contains("That is not the admin token.")
-    );
+    browser.wait_text("That is not the admin token.").await;
     browser
         .screenshot(&shots.join("01-login-refused.png"))
         .await;
     browser.find("#token").await.type_text(ADMIN_TOKEN).await;
     browser.find("form button[type=submit]").await.click().await;
-    assert!(browser.url().await.ends_with("/console"));
+    browser.wait_url("/console").await;
     let cookie = browser.cookie("replyd_console").await;
     assert_eq!(
         (cookie["httpOnly"].as_bool(), cookie["sameSite"].as_str()),
         (Some(true), Some("Strict"))
     );
-    let overview = browser.text().await;
+    let overview = browser.wait_text("Inbound messages per minute").await;
     for shown in [
         "Inbound messages per minute",
         "Open dead letters",
@@ -307,7 +302,7 @@ async fn an_operator_takes_over_releases_and_replays_in_the_browser() {
         assert!(overview.contains(shown), "{shown} in {overview}");
     }
     assert_eq!(
-        browser.count("svg.chart rect.bar").await,
+        browser.count("figure.chart rect.bar").await,
         1,
         "both arrived this minute"
     );
@@ -321,6 +316,7 @@ async fn an_operator_takes_over_releases_and_replays_in_the_browser() {
         .await;
     browser.find("#q").await.type_text("+34 600 000 001").await;
     browser.find("form.filters button").await.click().await;
+    browser.wait_url("q=%2B34+600+000+001").await;
     assert_eq!(
         browser.count("table tbody tr").await,
         1,
@@ -335,14 +331,15 @@ async fn an_operator_takes_over_releases_and_replays_in_the_browser() {
         .await
         .click()
         .await;
-    assert!(browser.text().await.contains("Ana Pérez"));
+    browser.find("#by").await;
+    browser.wait_text("Ana Pérez (34600000001)").await;
 
     // Take it over: the next message is silent with reason `operator`.
     let name = browser.find("#by").await;
     name.clear().await;
     name.type_text("Dana").await;
     browser.find("button[value=takeover]").await.click().await;
-    assert!(browser.text().await.contains("taken over by Dana"));
+    browser.wait_text("taken over by Dana").await;
     assert_eq!(mode_of(&app, USER).await, ConversationMode::Operator);
     app.post_webhook(text_notification("wamid.CB.2", "¿hay alguien?"))
         .await;
@@ -385,7 +382,9 @@ async fn an_operator_takes_over_releases_and_replays_in_the_browser() {
     );
 
     browser.find("button[value=release]").await.click().await;
-    assert!(browser.text().await.contains("Released"));
+    browser
+        .wait_text("Released: the bot answers new messages again.")
+        .await;
     assert_eq!(mode_of(&app, USER).await, ConversationMode::Bot);
 
     // Replay the dead letter (checkbox, then the bulk button): it is answered once.
@@ -394,7 +393,8 @@ async fn an_operator_takes_over_releases_and_replays_in_the_browser() {
         .await
         .click()
         .await;
-    assert!(browser.text().await.contains("cloud_api_131026"));
+    browser.wait_url("/console/dead-letters").await;
+    browser.wait_text("cloud_api_131026").await;
     browser.screenshot(&shots.join("05-dead-letters.png")).await;
     browser.find("input[name=id]").await.click().await;
     browser
@@ -402,7 +402,7 @@ async fn an_operator_takes_over_releases_and_replays_in_the_browser() {
         .await
         .click()
         .await;
-    assert!(browser.text().await.contains("Replayed 1 dead letter(s)."));
+    browser.wait_text("Replayed 1 dead letter(s).").await;
     app.settled().await;
     assert_eq!(
         app.message("wamid.CB.DL").await.unwrap()["outcome"],
@@ -430,7 +430,7 @@ async fn an_operator_takes_over_releases_and_replays_in_the_browser() {
         .await
         .click()
         .await;
-    assert!(browser.text().await.contains("Nothing was changed."));
+    browser.wait_text("Nothing was changed.").await;
     browser
         .screenshot(&shots.join("06-sweep-dry-run.png"))
         .await;
@@ -450,11 +450,8 @@ async fn an_operator_takes_over_releases_and_replays_in_the_browser() {
     }
 
     browser.find("form.logout button").await.click().await;
-    assert!(browser.url().await.ends_with("/console/login"));
+    browser.wait_url("/console/login").await;
     browser.goto(&format!("{base}/console/dead-letters")).await;
-    assert!(
-        browser.url().await.ends_with("/console/login"),
-        "logged out"
-    );
+    browser.wait_url("/console/login").await;
     browser.quit().await;
 }

@@ -30,6 +30,10 @@ pub struct Browser {
     http: reqwest::Client,
     /// `http://127.0.0.1:{port}/session/{id}`
     session: String,
+    port: u16,
+    session_id: String,
+    /// Set once the session was ended by [`Browser::quit`].
+    ended: bool,
     driver: std::process::Child,
     _profile: TempDir,
 }
@@ -104,15 +108,27 @@ impl Browser {
         let id = created["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no browser session: {created}"));
-        Some(Browser {
+        let browser = Browser {
             session: format!("{base}/session/{id}"),
+            port,
+            session_id: id.to_owned(),
+            ended: false,
             http,
             driver,
             _profile: profile,
-        })
+        };
+        // `find` waits this long for an element of a page still loading.
+        browser.post("/timeouts", json!({"implicit": 10_000})).await;
+        Some(browser)
     }
 
-    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    /// One WebDriver command; its error object when it fails.
+    async fn try_command(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Value> {
         let mut request = self.http.request(method, format!("{}{path}", self.session));
         if let Some(body) = body {
             request = request.json(&body);
@@ -124,27 +140,82 @@ impl Browser {
             .json()
             .await
             .unwrap();
-        assert!(
-            answer["value"]["error"].is_null(),
-            "webdriver {path}: {answer}"
-        );
-        answer["value"].clone()
+        match answer["value"]["error"].is_null() {
+            true => Ok(answer["value"].clone()),
+            false => Err(answer["value"].clone()),
+        }
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
-        self.command(reqwest::Method::POST, path, Some(body)).await
+        self.try_command(reqwest::Method::POST, path, Some(body))
+            .await
+            .unwrap_or_else(|e| panic!("webdriver {path}: {e}"))
     }
 
     async fn get(&self, path: &str) -> Value {
-        self.command(reqwest::Method::GET, path, None).await
+        self.try_command(reqwest::Method::GET, path, None)
+            .await
+            .unwrap_or_else(|e| panic!("webdriver {path}: {e}"))
+    }
+
+    /// Polls (bounded) until `ready` holds for what `read` gives; errors while a page is being
+    /// replaced (a stale body) count as "not yet". Clicks that submit a form return before the
+    /// next page is there, so every check after one waits like this.
+    async fn wait_until(
+        &self,
+        what: &str,
+        read: impl AsyncFn() -> Result<String, Value>,
+        ready: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = read().await;
+            match &seen {
+                Ok(seen) if ready(seen) => return seen.clone(),
+                _ => {}
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited for {what}; last saw {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the page's visible text contains `needle`; returns the text.
+    pub async fn wait_text(&self, needle: &str) -> String {
+        let read = async || {
+            let body = self
+                .try_command(
+                    reqwest::Method::POST,
+                    "/element",
+                    Some(json!({"using": "css selector", "value": "body"})),
+                )
+                .await?;
+            let id = body[ELEMENT].as_str().unwrap_or_default().to_owned();
+            let text = self
+                .try_command(reqwest::Method::GET, &format!("/element/{id}/text"), None)
+                .await?;
+            Ok(text.as_str().unwrap_or_default().to_owned())
+        };
+        self.wait_until(&format!("text `{needle}`"), read, |t| t.contains(needle))
+            .await
+    }
+
+    /// Waits until the address ends with `suffix`.
+    pub async fn wait_url(&self, suffix: &str) -> String {
+        let read = async || {
+            let url = self.try_command(reqwest::Method::GET, "/url", None).await?;
+            Ok(url.as_str().unwrap_or_default().to_owned())
+        };
+        self.wait_until(&format!("address `…{suffix}`"), read, |u| {
+            u.ends_with(suffix)
+        })
+        .await
     }
 
     pub async fn goto(&self, url: &str) {
         self.post("/url", json!({ "url": url })).await;
-    }
-
-    pub async fn url(&self) -> String {
-        self.get("/url").await.as_str().unwrap().to_owned()
     }
 
     /// The first element matching a CSS selector (panics when there is none).
@@ -167,11 +238,6 @@ impl Browser {
             .await
             .as_array()
             .map_or(0, Vec::len)
-    }
-
-    /// The visible text of the page.
-    pub async fn text(&self) -> String {
-        self.find("body").await.text().await
     }
 
     pub async fn resize(&self, width: u32, height: u32) {
@@ -200,15 +266,37 @@ impl Browser {
     }
 
     /// Ends the session (the browser exits), then the driver (on drop).
-    pub async fn quit(self) {
+    pub async fn quit(mut self) {
         let _ = self.http.delete(&self.session).send().await;
+        self.ended = true;
     }
 }
 
 impl Drop for Browser {
+    /// A test that failed never reached `quit`: the session is ended here (a blocking request:
+    /// no runtime to await on in `drop`), so that the browser does not outlive its driver.
     fn drop(&mut self) {
+        if !self.ended {
+            end_session_blocking(self.port, &self.session_id);
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+    }
+}
+
+fn end_session_blocking(port: u16, session_id: &str) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!(
+        "DELETE /session/{session_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    if stream.write_all(request.as_bytes()).is_ok() {
+        // The answer comes once the browser is gone; its first bytes are enough.
+        let _ = stream.read(&mut [0; 512]);
     }
 }
 

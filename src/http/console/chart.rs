@@ -6,47 +6,42 @@ use maud::{Markup, html};
 
 use crate::store::MinuteCount;
 
-const WIDTH: f64 = 600.0;
-const HEIGHT: f64 = 150.0;
-const LEFT: f64 = 36.0;
-const BOTTOM: f64 = 18.0;
-const TOP: f64 = 8.0;
+/// Bar heights are drawn on a 0–100 scale; the SVG is stretched to the page's width (bars may
+/// stretch, text may not: the labels are HTML around it).
+const PLOT_HEIGHT: f64 = 100.0;
 
 /// `minutes` oldest first; the last one is the current (partial) minute.
 pub fn per_minute(minutes: &[MinuteCount]) -> Markup {
     let total: u64 = minutes.iter().map(|m| m.messages).sum();
     let peak = minutes.iter().map(|m| m.messages).max().unwrap_or(0);
     let scale = nice_ceiling(peak);
-    let plot_w = WIDTH - LEFT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let slot = plot_w / minutes.len().max(1) as f64;
     let span = minutes.len().saturating_sub(1);
     let summary = format!(
         "{total} new inbound messages in the last {span} minutes; the busiest minute had {peak}."
     );
     html! {
-        svg.chart viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img"
-            aria-labelledby="chart-title chart-desc" xmlns="http://www.w3.org/2000/svg" {
-            title #chart-title { "Inbound messages per minute" }
-            desc #chart-desc { (summary) }
-            line x1=(LEFT) y1=(TOP) x2=(WIDTH) y2=(TOP) {}
-            line x1=(LEFT) y1=(TOP + plot_h) x2=(WIDTH) y2=(TOP + plot_h) {}
-            text x=(LEFT - 4.0) y=(TOP + 8.0) text-anchor="end" { (scale) }
-            text x=(LEFT - 4.0) y=(TOP + plot_h) text-anchor="end" { "0" }
-            @for (i, m) in minutes.iter().enumerate() {
-                @if m.messages > 0 {
-                    @let h = plot_h * m.messages as f64 / scale as f64;
-                    rect.bar x=(fmt(LEFT + i as f64 * slot + slot * 0.1)) y=(fmt(TOP + plot_h - h))
-                        width=(fmt(slot * 0.8)) height=(fmt(h)) {
-                        title { (m.messages) " at " (super::layout::at_ms(m.minute_start_ms)) }
+        figure.chart {
+            div.chart-scale aria-hidden="true" { "per minute, scale 0–" (scale) }
+            svg viewBox={ "0 0 " (minutes.len().max(1)) " " (PLOT_HEIGHT) } preserveAspectRatio="none"
+                role="img" aria-labelledby="chart-title chart-desc" xmlns="http://www.w3.org/2000/svg" {
+                title #chart-title { "Inbound messages per minute" }
+                desc #chart-desc { (summary) }
+                line.grid x1="0" y1="0.5" x2=(minutes.len()) y2="0.5" vector-effect="non-scaling-stroke" {}
+                line.grid x1="0" y1=(PLOT_HEIGHT) x2=(minutes.len()) y2=(PLOT_HEIGHT) vector-effect="non-scaling-stroke" {}
+                @for (i, m) in minutes.iter().enumerate() {
+                    @if m.messages > 0 {
+                        @let h = PLOT_HEIGHT * m.messages as f64 / scale as f64;
+                        rect.bar x=(fmt(i as f64 + 0.1)) y=(fmt(PLOT_HEIGHT - h)) width="0.8" height=(fmt(h)) {
+                            title { (m.messages) " at " (super::layout::at_ms(m.minute_start_ms)) }
+                        }
                     }
                 }
             }
-            text x=(LEFT) y=(HEIGHT - 4.0) { "−" (span) " min" }
-            text x=(LEFT + plot_w / 2.0) y=(HEIGHT - 4.0) text-anchor="middle" { "−" (span / 2) " min" }
-            text x=(WIDTH) y=(HEIGHT - 4.0) text-anchor="end" { "now" }
+            div.chart-axis aria-hidden="true" {
+                span { "−" (span) " min" } span { "−" (span / 2) " min" } span { "now" }
+            }
+            figcaption.muted { (summary) }
         }
-        p.muted { (summary) }
     }
 }
 
@@ -95,7 +90,7 @@ mod tests {
         assert!(svg.contains("20 new inbound messages in the last 60 minutes"));
         assert!(svg.contains("busiest minute had 5"));
         assert!(
-            svg.contains("height=\"124.0\""),
+            svg.contains("height=\"100.0\""),
             "the peak fills the plot: {svg}"
         );
     }
