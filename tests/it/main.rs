@@ -9,6 +9,7 @@ mod conformance_ambiguous;
 mod conformance_console;
 mod conformance_providers;
 mod console;
+mod console_browser;
 mod fixtures;
 mod hardening;
 mod helpers;
