@@ -75,6 +75,27 @@ async fn arrivals_are_counted_per_minute_of_their_commit(store: Store) {
         6,
         "every stored message counted once"
     );
+
+    // Busier minutes, several commits each (the lookups gallop and bisect inside them).
+    let per_minute = [0u64, 1, 7, 0, 33, 2, 64];
+    for (i, n) in per_minute.iter().enumerate() {
+        let start = M0 + (10 + i as i64) * MINUTE;
+        for commit in 0..*n {
+            let id = format!("b{i}.{commit}");
+            store
+                .ingest_batch(&[batch(&[id.as_str()])], start + commit as i64 * 100)
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(
+        counts(window(M0 + 10 * MINUTE, M0 + 16 * MINUTE).await),
+        per_minute
+    );
+    assert_eq!(
+        counts(window(M0 + 5 * MINUTE, M0 + 10 * MINUTE).await),
+        [1, 0, 0, 0, 0, 0]
+    );
 }
 
 async fn the_oldest_pending_message_is_the_one_with_the_oldest_payload_time(store: Store) {

@@ -24,17 +24,19 @@ pub async fn show(
 ) -> Result<Markup, ConsoleError> {
     let store = &state.app.store;
     let now = state.app.clock.now_ms();
-    let minutes = store
-        .inbound_per_minute(now - CHART_MINUTES * 60_000, now)
-        .await?;
-    let summary = store.summary().await?;
-    let oldest = store.oldest_pending().await?;
-    let holds = store.send_holds().await?;
-    let sweeps = store.sweep_runs(5).await?;
     let spool = state.app.ingestor.spool().clone();
-    let spool_bytes = tokio::task::spawn_blocking(move || spool.pending_bytes())
-        .await
-        .unwrap_or(0);
+    let (minutes, summary, oldest, holds, sweeps, spool_bytes) = tokio::try_join!(
+        store.inbound_per_minute(now - CHART_MINUTES * 60_000, now),
+        store.summary(),
+        store.oldest_pending(),
+        store.send_holds(),
+        store.sweep_runs(5),
+        async {
+            Ok(tokio::task::spawn_blocking(move || spool.pending_bytes())
+                .await
+                .unwrap_or(0))
+        },
+    )?;
     let body = html! {
         (cards(&summary, oldest.as_ref(), spool_bytes, now))
         h2 { "Inbound messages per minute" }
