@@ -5,6 +5,7 @@ use replyd::domain::ConversationMode;
 use replyd::secret::Secret;
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use serde_json::json;
 
 use crate::fixtures::*;
 use crate::helpers::*;
@@ -234,4 +235,82 @@ async fn nobody_can_log_in_when_no_admin_token_is_configured() {
         .unwrap();
     assert_eq!(attempt.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(set_cookie(&attempt, "replyd_console").is_none());
+}
+
+#[tokio::test]
+async fn a_gateway_conversation_and_a_cloud_one_with_the_same_ids_stay_apart() {
+    use crate::fixtures::gateway::received_messages_object;
+    let app = spawn_app().await;
+    let same = WASENDER_SESSION; // also used as a Cloud API number here
+    let answer = app
+        .post_wasender(
+            received_messages_object("WA.CS.1", USER, "hola").to_string(),
+            Some(WASENDER_SECRET),
+        )
+        .await;
+    assert_eq!(answer.status(), 200);
+    let mut cloud = messages_value(vec![text("wamid.CS.G", "hola")]);
+    cloud["metadata"]["phone_number_id"] = json!(same);
+    app.post_webhook(notification(vec![cloud]).to_string())
+        .await;
+
+    let http = plain_client();
+    let session = log_in(&app, &http).await;
+    let list = http
+        .get(format!("{}/console/conversations?q={USER}", app.base))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gateway_page = format!("/console/conversations/wasender/{same}/{USER}");
+    let cloud_page = format!("/console/conversations/cloud/{same}/{USER}");
+    assert!(
+        list.contains(&gateway_page) && list.contains(&cloud_page),
+        "{list}"
+    );
+
+    let page = http
+        .get(format!("{}{gateway_page}", app.base))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("WA.CS.1") && !page.contains("wamid.CS.G"),
+        "{page}"
+    );
+    let done = http
+        .post(format!("{}{gateway_page}", app.base))
+        .header(COOKIE, &session)
+        .form(&[("action", "takeover"), ("csrf", &csrf_of(&page))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        done.headers()[LOCATION].to_str().unwrap(),
+        format!("{gateway_page}?done=takeover")
+    );
+    let mode = |provider| {
+        let store = app.store.clone();
+        async move {
+            let key = crate::helpers::key(provider, same, USER);
+            store
+                .conversation(&key, 1)
+                .await
+                .unwrap()
+                .unwrap()
+                .summary
+                .mode
+        }
+    };
+    use replyd::domain::Provider;
+    assert_eq!(mode(Provider::Wasender).await, ConversationMode::Operator);
+    assert_eq!(mode(Provider::Cloud).await, ConversationMode::Bot);
 }
