@@ -53,6 +53,7 @@ pub async fn submit(
         );
     }
     let session = state.sessions.start();
+    tracing::info!("console session started");
     let secure = over_https(&headers);
     let mut response = Redirect::to("/console").into_response();
     let cookies = [
@@ -74,10 +75,15 @@ pub async fn submit(
 }
 
 /// `POST /console/logout`: the session ends on the server, and its cookie is cleared.
-pub async fn logout(State(state): State<ConsoleState>, form: ConsoleForm) -> Response {
+pub async fn logout(
+    State(state): State<ConsoleState>,
+    headers: HeaderMap,
+    form: ConsoleForm,
+) -> Response {
     state.sessions.end(&form.session.id);
     let mut response = Redirect::to(LOGIN_PATH).into_response();
-    if let Ok(value) = set_cookie(SESSION_COOKIE, "", "/console", 0, false).parse() {
+    let cleared = set_cookie(SESSION_COOKIE, "", "/console", 0, over_https(&headers));
+    if let Ok(value) = cleared.parse() {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
     response
