@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs and starts what the tests need
-# (PostgreSQL on 127.0.0.1:5432, Redis on 127.0.0.1:6379), then `cargo test`.
+# (PostgreSQL on 127.0.0.1:5432, Redis on 127.0.0.1:6379, Chromium and chromedriver for the
+# console's browser test), then `cargo test`.
 # Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,6 +18,14 @@ ensure_packages() {
         as_root apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
+}
+
+# Debian's Chromium and its WebDriver, for the console's browser test (tests/it/console.rs).
+ensure_browser() {
+    have chromium && have chromedriver && return 0
+    echo "installing chromium chromium-driver" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -41,6 +50,10 @@ if [ "${REPLYD_TEST_SKIP_SERVICES:-0}" != 1 ]; then
     ensure_packages
     ensure_postgres
     ensure_redis
+fi
+
+if [ "${REPLYD_TEST_SKIP_BROWSER:-0}" != 1 ]; then
+    ensure_browser
 fi
 
 exec cargo test --locked "$@"

@@ -1,6 +1,7 @@
-//! The HTTP surface: webhooks, admin API, health and metrics, all on one router.
+//! The HTTP surface: webhooks, admin API, operator console, health and metrics, all on one router.
 
 pub mod admin;
+pub mod console;
 pub mod conversations;
 pub mod error;
 pub mod health;
@@ -144,6 +145,7 @@ pub fn router(state: AppState) -> Router {
     // seen as alive and be observable.
     Router::new()
         .merge(webhooks)
+        .merge(console::router(state.clone()))
         .nest("/api/v1", admin)
         .route("/readyz", get(health::readyz))
         .layer(middleware::from_fn_with_state(

@@ -11,6 +11,7 @@
 //! - a dead letter is unique per content, so replaying a spool or a re-delivery adds nothing.
 
 mod conversations;
+mod overview;
 mod sqlite;
 mod sweep;
 
@@ -27,6 +28,7 @@ use crate::secret::DatabaseUrl;
 use crate::whatsapp::PayloadError;
 
 pub use conversations::*;
+pub use overview::{ConversationQuery, DeadLetterPreview, MinuteCount, PendingHead};
 pub use sqlite::SqliteStore;
 pub use sweep::{
     SweepAction, SweepBatch, SweepBatchResult, SweepCursor, SweepDecision, SweepMode, SweepRun,
@@ -170,6 +172,8 @@ pub struct Summary {
     pub replied: u64,
     pub silent: Vec<(String, u64)>,
     pub dead: u64,
+    /// Dead outcomes per error (they add up to `dead`).
+    pub dead_errors: Vec<(String, u64)>,
     pub dead_letters_open: u64,
     pub jobs_available: u64,
     pub jobs_total: u64,

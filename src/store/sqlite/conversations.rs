@@ -208,7 +208,7 @@ async fn statuses_of(
     Ok(by_id)
 }
 
-fn summary_from(row: &SqliteRow) -> Result<ConversationSummary, StoreError> {
+pub(super) fn summary_from(row: &SqliteRow) -> Result<ConversationSummary, StoreError> {
     let mode: &str = row.get("mode");
     let provider: &str = row.get("provider");
     Ok(ConversationSummary {

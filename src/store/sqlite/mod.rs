@@ -11,6 +11,7 @@ mod context;
 mod conversations;
 mod ingest;
 mod operators;
+mod overview;
 mod rare_rows;
 mod replies;
 mod sessions;
@@ -275,7 +276,14 @@ impl SqliteStore {
             let n = row.get::<i64, _>("n") as u64;
             match row.get::<&str, _>("outcome") {
                 "replied" => s.replied += n,
-                "dead" => s.dead += n,
+                "dead" => {
+                    s.dead += n;
+                    s.dead_errors.push((
+                        row.get::<Option<String>, _>("outcome_reason")
+                            .unwrap_or_default(),
+                        n,
+                    ));
+                }
                 "silent" => s.silent.push((
                     row.get::<Option<String>, _>("outcome_reason")
                         .unwrap_or_default(),
