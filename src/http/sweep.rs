@@ -28,7 +28,8 @@ pub async fn run(
         state.clock.clone(),
         SweepSettings::from_config(&state.config),
         state.jobs_ready.clone(),
-    );
+    )
+    .with_metrics(state.metrics.clone());
     match sweeper.run_once(q.dry_run).await {
         Ok(report) => Ok(Json(report.to_json())),
         Err(SweepError::Busy) => Err(ApiError::Conflict(SweepError::Busy.to_string())),

@@ -169,7 +169,7 @@ impl Ingestor {
         let letter = refused(&record, &error);
         match self.writer.write(letter).await {
             Ok(r) => {
-                self.metrics.dead_letters.inc_by(r.dead_letters);
+                self.metrics.dead_lettered("store_refused", r.dead_letters);
                 Ok(Settled::DeadLettered)
             }
             Err(e) => {

@@ -11,6 +11,8 @@
 //! - a dead letter is unique per content, so replaying a spool or a re-delivery adds nothing.
 
 mod conversations;
+mod gauges;
+mod retention;
 mod sqlite;
 mod sweep;
 
@@ -27,6 +29,8 @@ use crate::secret::DatabaseUrl;
 use crate::whatsapp::PayloadError;
 
 pub use conversations::*;
+pub use gauges::PromiseGauges;
+pub use retention::{ErasureCounts, PruneBatchDone, PruneCounts, PruneCutoffs, PruneStep};
 pub use sqlite::SqliteStore;
 pub use sweep::{
     SweepAction, SweepBatch, SweepBatchResult, SweepCursor, SweepDecision, SweepMode, SweepRun,
