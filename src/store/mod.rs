@@ -188,7 +188,8 @@ pub struct ContactRecord {
     pub opted_out: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A dead letter as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     pub id: i64,
     pub kind: String,

@@ -110,7 +110,7 @@ pub struct PruneBatchDone {
 
 /// What erasing a contact removed. Kept: dedup keys, outcomes and reasons, ledger states and
 /// outbound ids, the opt-out flag and the conversation's mode.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ErasureCounts {
     /// Their inbound messages whose body and raw payload were removed.
     pub messages: u64,

@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, SweepBatch, SweepMode};
-pub use report::SweepReport;
+pub use report::{SweepDecisionAnswer, SweepReport, SweepReportAnswer, counts_by_name};
 
 /// The name of the store lock a sweep holds while it acts.
 pub const SWEEP_LOCK: &str = "sweep";

@@ -15,6 +15,7 @@ mod ingest;
 mod interleaving;
 mod keywords;
 mod observability;
+mod openapi;
 mod operators;
 mod properties;
 mod replies;
