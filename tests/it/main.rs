@@ -7,6 +7,7 @@ mod checks;
 mod conformance;
 mod conformance_ambiguous;
 mod conformance_providers;
+mod erasure;
 mod fixtures;
 mod hardening;
 mod helpers;

@@ -62,7 +62,7 @@ async fn pending_oldest_age_dead_letters_and_sweeps_are_in_metrics() {
 }
 
 /// Runs `replyd` with `args` on the app's database (its other settings from the test config).
-fn replyd(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> Command {
+pub fn replyd(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_replyd"));
     command
         .args(args)
