@@ -45,3 +45,39 @@ pub fn init(format: LogFormat) {
             .init(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "figment::Jail fixes the closure's error type"
+    )]
+    fn log_format_and_retention_come_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None).expect("loads");
+            assert_eq!(c.log_format, LogFormat::Pretty);
+            assert_eq!(c.retention, Duration::from_secs(30 * 24 * 3600));
+            assert_eq!(c.prune_interval, Duration::from_secs(3600));
+            jail.set_env("REPLYD_LOG_FORMAT", "json");
+            jail.set_env("REPLYD_RETENTION", "24h");
+            jail.set_env("REPLYD_PRUNE_INTERVAL", "15m");
+            let c = Config::load(None).expect("loads");
+            assert_eq!(c.log_format, LogFormat::Json);
+            assert_eq!(c.retention, Duration::from_secs(24 * 3600));
+            assert_eq!(c.prune_interval, Duration::from_secs(15 * 60));
+            assert_eq!(LogFormat::configured(None), LogFormat::Json);
+            jail.set_env("REPLYD_LOG_FORMAT", "yaml");
+            assert!(Config::load(None).is_err(), "an unknown format is refused");
+            jail.set_env("REPLYD_LOG_FORMAT", "pretty");
+            jail.set_env("REPLYD_RETENTION", "0s");
+            let e = Config::load(None).unwrap_err().to_string();
+            assert!(e.contains("retention must be longer than 0"), "{e}");
+            Ok(())
+        });
+    }
+}

@@ -192,3 +192,56 @@ async fn json_logs_are_one_json_object_per_line() {
     assert!(!bad.status.success(), "an unknown log format is refused");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("log_format"));
 }
+
+#[tokio::test]
+async fn replyd_dlq_replay_takes_many_ids_or_all_and_reports_each() {
+    let app = spawn_app().await;
+    for (i, user) in [U1, U2].into_iter().enumerate() {
+        let id = format!("wamid.D.{i}");
+        app.post_webhook(text_from_at(user, &id, "hola", now_s()))
+            .await;
+        let inbound = scalar(
+            &app,
+            &format!("SELECT id FROM inbound_messages WHERE message_id = '{id}'"),
+        )
+        .await;
+        app.store
+            .dead_letter_message(inbound, None, "cloud_api_131026", "undeliverable", 1, 1)
+            .await
+            .unwrap();
+    }
+    assert_eq!(app.dead_letters().await.len(), 2);
+
+    let none = replyd(&app, &["dlq", "replay"], &[]).output().unwrap();
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("--all"));
+
+    let all = replyd(&app, &["dlq", "replay", "--all"], &[])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&all.stdout);
+    assert!(
+        all.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    assert_eq!(
+        out.matches("replayed: the message is queued again").count(),
+        2,
+        "{out}"
+    );
+    assert!(app.dead_letters().await.is_empty());
+
+    let missing = replyd(&app, &["dlq", "replay", "1", "999"], &[])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success(), "not every one was replayed");
+    let out = String::from_utf8_lossy(&missing.stdout);
+    assert!(
+        out.contains("dead letter 1 is not open") && out.contains("no dead letter 999"),
+        "{out}"
+    );
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("2 of 2 dead letter(s) not replayed")
+    );
+}
