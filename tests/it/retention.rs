@@ -240,3 +240,61 @@ async fn serve_prunes_on_its_own_interval() {
     }
     assert_eq!(outcome(&app, "wamid.S.1").await.0, json!("replied"));
 }
+
+#[tokio::test]
+async fn a_long_prune_beside_ingest_never_makes_a_webhook_wait_for_the_spool() {
+    let app = spawn_app_with(|c| c.ingest_timeout = Duration::from_secs(1)).await;
+    let (status, _) = app
+        .admin_post(&format!("/contacts/{PHONE_NUMBER_ID}/{U1}/opt-out"), None)
+        .await;
+    assert_eq!(status, 200);
+    // 4,000 settled messages to prune (silenced by the sweep: U1 opted out).
+    let ts = now_s() - 600;
+    for batch in 0..40 {
+        let messages = (0..100)
+            .map(|i| {
+                let mut m = text(&format!("wamid.L.{batch}.{i}"), "old words");
+                m["from"] = json!(U1);
+                m["timestamp"] = json!(ts.to_string());
+                m
+            })
+            .collect();
+        let mut value = messages_value(messages);
+        value["contacts"][0]["wa_id"] = json!(U1);
+        let body = notification(vec![value]).to_string().into_bytes();
+        assert_eq!(app.post_webhook(body).await.status(), 200);
+    }
+    let (status, _) = app.admin_post("/sweep", None).await;
+    assert_eq!(status, 200);
+
+    let prune = {
+        let store = app.store.clone();
+        let settings = RetentionSettings {
+            retention: Duration::from_secs(3600),
+            batch_size: 100,
+            pause: Duration::from_millis(1),
+        };
+        let now = Clock::system().now_ms() + 2 * DAY_MS;
+        tokio::spawn(async move {
+            Pruner::new(store, Clock::manual(now), settings)
+                .run_once(false)
+                .await
+        })
+    };
+    let mut posted = 0;
+    while !prune.is_finished() || posted < 20 {
+        let body = text_from_at(U2, &format!("wamid.L.new.{posted}"), "hola", now_s());
+        assert_eq!(app.post_webhook(body).await.status(), 200);
+        posted += 1;
+    }
+    let report = prune.await.unwrap().unwrap();
+    assert_eq!(report.counts.messages, 4_000);
+    assert!(report.batches >= 40, "{report:?}");
+    assert_eq!(
+        app.metric("replyd_spooled_total").await,
+        0.0,
+        "every webhook beside the prune was committed within the ingest timeout"
+    );
+    let stored = "SELECT count(*) FROM inbound_messages WHERE message_id LIKE 'wamid.L.new.%'";
+    assert_eq!(scalar(&app, stored).await, posted);
+}
