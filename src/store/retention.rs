@@ -7,7 +7,9 @@
 //!   the row itself, so a re-delivery of a pruned message — however late — is still a duplicate;
 //! - content is removed only from messages that are settled: an outcome, no job, no open dead
 //!   letter (a pending message still needs its text for its reply; an open dead letter may be
-//!   replayed). Erasure is the exception: it removes a contact's content whatever its state;
+//!   replayed). Erasure is the exception: it removes a contact's content whatever the state of
+//!   their messages, except the text of a reply in the middle of its send (claimed or
+//!   ambiguous), which may still have to go out;
 //! - a status row or a settled dead letter is deleted only past the dedup horizon (retention,
 //!   but never under 7 days: Meta re-delivers for up to 7 days, and these rows are what make a
 //!   re-delivered status or payload add nothing); before that only its raw payload goes;

@@ -13,7 +13,7 @@ impl SqliteStore {
     pub async fn erase_contact(
         &self,
         key: &ConversationKey,
-        _now_ms: i64,
+        now_ms: i64,
     ) -> Result<ErasureCounts, StoreError> {
         let (provider, number, user) = (
             key.provider.as_str(),
@@ -55,9 +55,10 @@ impl SqliteStore {
             ..ErasureCounts::default()
         };
         c.display_name = sqlx::query(
-            "UPDATE contacts SET display_name = NULL
+            "UPDATE contacts SET display_name = NULL, updated_at_ms = ?
              WHERE provider = ? AND phone_number_id = ? AND wa_id = ? AND display_name IS NOT NULL",
         )
+        .bind(now_ms)
         .bind(provider)
         .bind(number)
         .bind(user)
