@@ -20,6 +20,7 @@ use crate::domain::{GroupPolicy, Provider};
 use crate::http::{self, AppState};
 use crate::ingest::{GroupCommitWriter, Ingestor, Spool};
 use crate::metrics::Metrics;
+use crate::retention::{Pruner, RetentionSettings};
 use crate::store::{Store, StoreOptions};
 use crate::sweep::{SweepSettings, Sweeper};
 use crate::worker::sender::Sender;
@@ -223,11 +224,23 @@ impl App {
             state.clock.clone(),
             SweepSettings::from_config(&state.config),
             state.jobs_ready.clone(),
-        );
+        )
+        .with_metrics(state.metrics.clone());
         loops.spawn(looping(
             "reconcile sweep",
             sweeper
                 .run(state.config.sweep_interval, shutdown.clone())
+                .boxed(),
+        ));
+        let pruner = Pruner::new(
+            state.store.clone(),
+            state.clock.clone(),
+            RetentionSettings::from_config(&state.config)?,
+        );
+        loops.spawn(looping(
+            "retention prune",
+            pruner
+                .run(state.config.prune_interval, shutdown.clone())
                 .boxed(),
         ));
         tracing::info!(address = %listener.local_addr()?, "replyd listening");

@@ -151,6 +151,15 @@ pub struct Config {
     pub numbers: Vec<NumberConfig>,
     /// WASender gateway sessions (`[[gateways]]`), each with its secret, API key and responder.
     pub gateways: Vec<GatewayConfig>,
+    /// How long message bodies, raw payloads, statuses, sweep history and settled dead letters
+    /// are kept (`30d`, `24h`). Message ids and outcomes stay (dedup: at least 7 days).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// How often `serve` prunes what is past `retention`.
+    #[serde(with = "humantime_serde")]
+    pub prune_interval: Duration,
+    /// `pretty` (human-readable lines) or `json` (one JSON object per line).
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// Settings of one business number (`[[numbers]]` in replyd.toml).
@@ -219,6 +228,9 @@ impl Default for Config {
             responder: ResponderConfig::default(),
             numbers: Vec::new(),
             gateways: Vec::new(),
+            retention: Duration::from_secs(30 * 24 * 60 * 60),
+            prune_interval: Duration::from_secs(60 * 60),
+            log_format: crate::logging::LogFormat::Pretty,
         }
     }
 }
@@ -258,6 +270,7 @@ impl Config {
             config.spool_dir = default_spool_dir(&config.data_dir);
         }
         config.gateway_sessions()?;
+        crate::retention::RetentionSettings::from_config(&config)?;
         Ok(config)
     }
 

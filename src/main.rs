@@ -5,17 +5,17 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 use replyd::app::{App, Core};
 use replyd::clock::Clock;
 use replyd::config::Config;
-use replyd::ingest::{DeadLetterReplay, SpoolError};
-use replyd::operators;
+use replyd::ingest::SpoolError;
+use replyd::logging::{self, LogFormat};
 use replyd::secrets_file;
 use replyd::store::DeadLetterAction;
 use replyd::sweep::{SweepSettings, Sweeper};
 use replyd::tools::{fake_cloud_api, simulate};
+use replyd::{offline, operators};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -74,6 +74,14 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Remove what is past the retention (`REPLYD_RETENTION`, default 30d): message bodies and
+    /// payloads, reply texts, statuses, sweep history, settled dead letters. Message ids and
+    /// outcomes stay, so a late re-delivery is still a duplicate.
+    Prune {
+        /// Count what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,8 +91,15 @@ enum DlqCommand {
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
-    /// Send a dead-lettered message back through the gates (once the cause is fixed).
-    Replay { id: i64 },
+    /// Send dead-lettered messages back through the gates (once the cause is fixed); payloads
+    /// are parsed and ingested again.
+    Replay {
+        /// Dead letter ids, replayed in the order given.
+        ids: Vec<i64>,
+        /// Every open dead letter, oldest first.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
     /// Close a dead letter without replaying it.
     Discard { id: i64 },
 }
@@ -100,16 +115,7 @@ enum SpoolCommand {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // On a failed write (a full disk, a closed pipe) the default reports the failure with
-        // `eprintln!`, which panics when stderr itself cannot be written: the log line is lost,
-        // never the task that logged it.
-        .log_internal_errors(false)
-        .init();
+    logging::init(LogFormat::configured(cli.config.as_deref()));
     match cli.command {
         Command::Serve => serve(load(&cli.config)?).await,
         Command::Migrate => migrate(load(&cli.config)?).await,
@@ -123,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Dlq { command } => dlq(load(&cli.config)?, command).await,
         Command::Doctor => doctor(cli.config.as_deref()).await,
         Command::Simulate(args) => simulate::command(args, cli.config.as_deref()).await,
+        Command::Prune { dry_run } => prune(load(&cli.config)?, dry_run).await,
     }
 }
 
@@ -177,11 +184,7 @@ async fn spool_replay(config: Config) -> anyhow::Result<()> {
             _ => return Err(e),
         },
     };
-    let report = core
-        .ingestor
-        .replay_spool()
-        .await
-        .context("replaying the spool")?;
+    let report = offline::spool_replay(&core).await?;
     println!(
         "replayed {} record(s) from {} file(s): {} new message(s), {} duplicate(s), {} torn byte(s) skipped, {} refused record(s) dead-lettered, {} retained for the next replay",
         report.records,
@@ -251,24 +254,17 @@ async fn dlq(config: Config, command: DlqCommand) -> anyhow::Result<()> {
             }
             println!("{} open dead letter(s)", letters.len());
         }
-        DlqCommand::Replay { id } => {
-            let now = Clock::system().now_ms();
-            match core
-                .ingestor
-                .replay_dead_letter(&core.store, id, now)
-                .await?
-            {
-                DeadLetterReplay::MessageQueued => {
-                    println!("dead letter {id} replayed: the message is queued again")
-                }
-                DeadLetterReplay::PayloadIngested => {
-                    println!("dead letter {id} replayed: the payload was ingested")
-                }
-                DeadLetterReplay::StillMalformed(why) => {
-                    anyhow::bail!("dead letter {id} still fails: {why}")
-                }
-                DeadLetterReplay::NotFound => anyhow::bail!("no dead letter {id}"),
-                DeadLetterReplay::NotOpen => anyhow::bail!("dead letter {id} is not open"),
+        DlqCommand::Replay { ids, all } => {
+            let summary = offline::dlq_replay(&core, &ids, all).await?;
+            for line in &summary.lines {
+                println!("{line}");
+            }
+            if summary.failed > 0 {
+                anyhow::bail!(
+                    "{} of {} dead letter(s) not replayed",
+                    summary.failed,
+                    summary.lines.len()
+                );
             }
         }
         DlqCommand::Discard { id } => match core.store.discard_dead_letter(id).await? {
@@ -277,6 +273,13 @@ async fn dlq(config: Config, command: DlqCommand) -> anyhow::Result<()> {
             _ => anyhow::bail!("dead letter {id} is not open"),
         },
     }
+    Ok(())
+}
+
+async fn prune(config: Config, dry_run: bool) -> anyhow::Result<()> {
+    let core = Core::open_offline(&config, Clock::system()).await?;
+    let report = offline::prune(&config, &core.store, dry_run).await?;
+    print!("{}", report.table());
     Ok(())
 }
 

@@ -45,6 +45,17 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     pub held_numbers: Gauge,
     pub spool_pending_bytes: Gauge,
+    /// Set at scrape time: inbound messages without an outcome, the oldest one's age (payload
+    /// time), open dead letters.
+    pub pending_messages: Gauge,
+    pub oldest_pending_age_seconds: Gauge,
+    pub dead_letters_open: Gauge,
+    /// Dead letters written, by origin (payload, store_refused, send, ambiguous_send); each also
+    /// counts in `dead_letters`.
+    pub dead_letters_by_origin: Family<Labels, Counter>,
+    /// Sweep runs that acted (dry runs are not counted), and their decisions.
+    pub sweep_runs: Counter,
+    pub sweep_decisions: Family<[(&'static str, &'static str); 2], Counter>,
 }
 
 impl Metrics {
@@ -72,6 +83,12 @@ impl Metrics {
             queue_depth: Gauge::default(),
             held_numbers: Gauge::default(),
             spool_pending_bytes: Gauge::default(),
+            pending_messages: Gauge::default(),
+            oldest_pending_age_seconds: Gauge::default(),
+            dead_letters_open: Gauge::default(),
+            dead_letters_by_origin: Family::default(),
+            sweep_runs: Counter::default(),
+            sweep_decisions: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -175,7 +192,47 @@ impl Metrics {
             "Bytes waiting in the spool",
             m.spool_pending_bytes.clone(),
         );
+        registry.register(
+            "pending_messages",
+            "Inbound messages without an outcome yet",
+            m.pending_messages.clone(),
+        );
+        registry.register(
+            "oldest_pending_age_seconds",
+            "Age of the oldest message without an outcome, by its payload time (0 when none)",
+            m.oldest_pending_age_seconds.clone(),
+        );
+        registry.register(
+            "dead_letters_open",
+            "Dead letters waiting for an operator",
+            m.dead_letters_open.clone(),
+        );
+        registry.register(
+            "dead_letters_by_origin",
+            "Dead letters written, by origin (payload, store_refused, send, ambiguous_send)",
+            m.dead_letters_by_origin.clone(),
+        );
+        registry.register(
+            "sweep_runs",
+            "Reconcile sweep runs (dry runs excluded)",
+            m.sweep_runs.clone(),
+        );
+        registry.register(
+            "sweep_decisions",
+            "Reconcile sweep decisions, by decision (requeue, silent, skip) and reason",
+            m.sweep_decisions.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// Counts `n` new dead letters of one origin, in the total and by origin.
+    pub fn dead_lettered(&self, origin: &'static str, n: u64) {
+        if n > 0 {
+            self.dead_letters.inc_by(n);
+            self.dead_letters_by_origin
+                .get_or_create(&[("origin", origin)])
+                .inc_by(n);
+        }
     }
 
     pub fn reject(&self, reason: &'static str) {

@@ -12,7 +12,7 @@ use crate::clock::Clock;
 use crate::domain::{
     ConversationKey, ConversationMode, IdError, OperatorNote, PhoneNumberId, Provider, WaId,
 };
-use crate::store::{ConversationSummary, Store, StoreError};
+use crate::store::{ConversationSummary, ErasureCounts, Store, StoreError};
 
 /// `replyd conversation …`
 #[derive(Debug, Subcommand)]
@@ -59,6 +59,9 @@ pub enum ContactCommand {
     OptOut(Target),
     /// The contact opts back in.
     OptIn(Target),
+    /// Erase the contact's message bodies, name and payloads now (a data-subject request).
+    /// Kept: message ids (dedup), outcomes and reasons, the opt-out flag.
+    Erase(Target),
 }
 
 /// A conversation: the provider, the business number (or gateway session) and the user.
@@ -159,12 +162,42 @@ pub async fn contact(
     let (target, opted_out) = match command {
         ContactCommand::OptOut(target) => (target, true),
         ContactCommand::OptIn(target) => (target, false),
+        ContactCommand::Erase(target) => {
+            let erased = store.erase_contact(&target.key(), clock.now_ms()).await?;
+            return Ok(erasure_text(&target, &erased));
+        }
     };
     store
         .set_opted_out(&target.key(), opted_out, clock.now_ms())
         .await?;
     let state = if opted_out { "opted out" } else { "opted in" };
     Ok(format!("contact {target} is {state}\n"))
+}
+
+/// What `replyd contact erase` prints.
+pub fn erasure_text(target: &Target, e: &ErasureCounts) -> String {
+    let mut out = format!(
+        "contact {target} erased: {} message(s), {} reply text(s), {} status payload(s), \
+         {} dead-letter payload(s), display name {}\n",
+        e.messages,
+        e.reply_texts,
+        e.statuses,
+        e.dead_letters,
+        if e.display_name {
+            "removed"
+        } else {
+            "none kept"
+        },
+    );
+    if e.replies_in_flight > 0 {
+        let _ = writeln!(
+            out,
+            "{} reply text(s) kept: their send is in progress; erase again once it settles",
+            e.replies_in_flight
+        );
+    }
+    out.push_str("kept: message ids (dedup), outcomes and reasons, the opt-out flag\n");
+    out
 }
 
 /// The list as a table, one conversation per line, then the count.

@@ -1,4 +1,6 @@
-//! Admin API under `/api/v1`: bearer token (constant-time compare), JSON answers.
+//! Admin API under `/api/v1`: the bearer token check (constant-time compare), messages, the
+//! summary and the dead-letter queue. Each handler's `#[utoipa::path]` is its entry in the
+//! OpenAPI document and in the router (`openapi::routes`), one table for both.
 
 use std::collections::BTreeMap;
 
@@ -7,14 +9,13 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
+use super::answers::{OutcomeKind, ProviderName};
 use super::error::ApiError;
-use crate::domain::{
-    ConversationKey, ConversationMode, OperatorNote, PhoneNumberId, Provider, WaId,
-};
+use super::openapi::{BadRequest, Conflict, NotFound};
 use crate::ingest::DeadLetterReplay;
 use crate::store::{DeadLetter, DeadLetterAction, MessageRecord, Summary};
 
@@ -47,107 +48,230 @@ fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     (!token.is_empty()).then_some(token)
 }
 
-/// `GET /api/v1/messages/{message_id}`
-pub async fn message(
-    State(state): State<AppState>,
-    Path(message_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let record = state
-        .store
-        .message(&message_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(message_json(&record)))
+/// `{message_id}` of `GET /api/v1/messages/{message_id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct MessagePath {
+    /// Provider message id (wamid…).
+    message_id: String,
 }
 
-fn message_json(m: &MessageRecord) -> Value {
-    json!({
-        "id": m.message_id,
-        "provider": m.provider.as_str(),
-        "phone_number_id": m.phone_number_id,
-        "from": m.wa_id,
-        "type": m.kind,
-        "timestamp": m.timestamp,
-        "outcome": m.outcome.as_ref().map_or("pending", |o| o.kind()),
-        "reason": m.outcome.as_ref().and_then(|o| o.reason()),
-        "reply": m.reply.as_ref().map(|r| json!({
-            "ledger_id": r.ledger_id,
-            "state": r.state.as_str(),
-            "outbound_id": r.outbound_id,
-            "attempts": r.attempts,
-            "resolved_by": r.resolved_by.map(|b| b.as_str()),
-            "double_sends": r.double_sends,
-        })),
-    })
+/// An inbound message and what became of it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Message)]
+pub struct MessageAnswer {
+    id: String,
+    provider: ProviderName,
+    phone_number_id: String,
+    from: String,
+    #[serde(rename = "type")]
+    kind: String,
+    /// Payload time, unix seconds.
+    timestamp: i64,
+    outcome: OutcomeKind,
+    /// Silence reason (opted_out, operator, escalated, answered, window_closed, in_flight,
+    /// superseded, no_reply, group) or dead-letter error code.
+    reason: Option<String>,
+    reply: Option<ReplyAnswer>,
+}
+
+/// The reply ledger row of a message.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Reply)]
+pub struct ReplyAnswer {
+    ledger_id: i64,
+    /// claimed, ambiguous, sent, delivered, read, played, failed or unsent.
+    state: &'static str,
+    outbound_id: Option<String>,
+    attempts: u32,
+    /// How a send whose fate was unknown was settled: `status` (a status webhook: it went
+    /// out), `evidence` (later sends of the number were confirmed, it was not: sent once more)
+    /// or `operator` (no evidence either way: the dead letter `ambiguous_send`). Null if it was
+    /// never ambiguous.
+    resolved_by: Option<&'static str>,
+    /// Statuses that showed an earlier attempt went out although the reply was sent again.
+    double_sends: u32,
+}
+
+impl From<&MessageRecord> for MessageAnswer {
+    fn from(m: &MessageRecord) -> Self {
+        let (outcome, reason) = OutcomeKind::of(m.outcome.as_ref());
+        Self {
+            id: m.message_id.clone(),
+            provider: m.provider.into(),
+            phone_number_id: m.phone_number_id.clone(),
+            from: m.wa_id.clone(),
+            kind: m.kind.clone(),
+            timestamp: m.timestamp,
+            outcome,
+            reason,
+            reply: m.reply.as_ref().map(|r| ReplyAnswer {
+                ledger_id: r.ledger_id,
+                state: r.state.as_str(),
+                outbound_id: r.outbound_id.clone(),
+                attempts: r.attempts,
+                resolved_by: r.resolved_by.map(|b| b.as_str()),
+                double_sends: r.double_sends,
+            }),
+        }
+    }
+}
+
+/// `GET /api/v1/messages/{message_id}`
+#[utoipa::path(get, path = "/messages/{message_id}", params(MessagePath),
+    summary = "A message's outcome by provider message id",
+    responses((status = 200, description = "OK", body = MessageAnswer), (status = 404, response = NotFound)))]
+pub async fn message(
+    State(state): State<AppState>,
+    Path(path): Path<MessagePath>,
+) -> Result<Json<MessageAnswer>, ApiError> {
+    let record = state
+        .store
+        .message(&path.message_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json((&record).into()))
+}
+
+/// Counts over the whole store.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Summary)]
+pub struct SummaryAnswer {
+    inbound: u64,
+    duplicates: u64,
+    outcomes: OutcomeCounts,
+    duplicate_ratio: f64,
+    /// Null before the first send.
+    first_attempt_send_ratio: Option<f64>,
+    /// Open dead letters.
+    dead_letters: u64,
+    queue: QueueCounts,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutcomeCounts {
+    pending: u64,
+    replied: u64,
+    /// Per silence reason.
+    silent: BTreeMap<String, u64>,
+    dead: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueCounts {
+    available: u64,
+    total: u64,
+}
+
+impl From<&Summary> for SummaryAnswer {
+    fn from(s: &Summary) -> Self {
+        let deliveries = s.inbound + s.duplicates;
+        Self {
+            inbound: s.inbound,
+            duplicates: s.duplicates,
+            outcomes: OutcomeCounts {
+                pending: s.pending,
+                replied: s.replied,
+                silent: s.silent.iter().cloned().collect(),
+                dead: s.dead,
+            },
+            duplicate_ratio: if deliveries == 0 {
+                0.0
+            } else {
+                s.duplicates as f64 / deliveries as f64
+            },
+            first_attempt_send_ratio: (s.sends > 0)
+                .then(|| s.first_attempt_sends as f64 / s.sends as f64),
+            dead_letters: s.dead_letters_open,
+            queue: QueueCounts {
+                available: s.jobs_available,
+                total: s.jobs_total,
+            },
+        }
+    }
 }
 
 /// `GET /api/v1/summary`
-pub async fn summary(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(summary_json(&state.store.summary().await?)))
+#[utoipa::path(get, path = "/summary",
+    summary = "Counts per outcome and reason, duplicate and first-attempt send ratios",
+    responses((status = 200, description = "OK", body = SummaryAnswer)))]
+pub async fn summary(State(state): State<AppState>) -> Result<Json<SummaryAnswer>, ApiError> {
+    Ok(Json((&state.store.summary().await?).into()))
 }
 
-fn summary_json(s: &Summary) -> Value {
-    let silent: BTreeMap<&str, u64> = s
-        .silent
-        .iter()
-        .map(|(reason, n)| (reason.as_str(), *n))
-        .collect();
-    let deliveries = s.inbound + s.duplicates;
-    json!({
-        "inbound": s.inbound,
-        "duplicates": s.duplicates,
-        "outcomes": {
-            "pending": s.pending,
-            "replied": s.replied,
-            "silent": silent,
-            "dead": s.dead,
-        },
-        "duplicate_ratio": if deliveries == 0 { 0.0 } else { s.duplicates as f64 / deliveries as f64 },
-        "first_attempt_send_ratio": if s.sends == 0 { Value::Null } else { json!(s.first_attempt_sends as f64 / s.sends as f64) },
-        "dead_letters": s.dead_letters_open,
-        "queue": { "available": s.jobs_available, "total": s.jobs_total },
-    })
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DeadLetters)]
+pub struct DeadLettersAnswer {
+    dead_letters: Vec<DeadLetter>,
+}
+
 /// `GET /api/v1/dead-letters?limit=N` (newest first, open ones, without their kept bytes).
+#[utoipa::path(get, path = "/dead-letters", params(ListQuery),
+    summary = "Open dead letters, newest first, without their kept bytes",
+    responses((status = 200, description = "OK", body = DeadLettersAnswer), (status = 400, response = BadRequest)))]
 pub async fn dead_letters(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeadLettersAnswer>, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::BadRequest(
             "limit must be between 1 and 1000".into(),
         ));
     }
-    let items = state.store.dead_letters(limit).await?;
-    Ok(Json(json!({ "dead_letters": items })))
+    let dead_letters = state.store.dead_letters(limit).await?;
+    Ok(Json(DeadLettersAnswer { dead_letters }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct DeadLetterPath {
+    /// Dead letter id.
+    id: i64,
 }
 
 /// `GET /api/v1/dead-letters/{id}`: one dead letter, whatever its state, with its kept bytes.
+#[utoipa::path(get, path = "/dead-letters/{id}", params(DeadLetterPath),
+    summary = "One dead letter, whatever its state, with its kept bytes",
+    responses((status = 200, description = "OK", body = DeadLetter), (status = 404, response = NotFound)))]
 pub async fn dead_letter(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    Path(path): Path<DeadLetterPath>,
 ) -> Result<Json<DeadLetter>, ApiError> {
     let letter = state
         .store
-        .dead_letter(id)
+        .dead_letter(path.id)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(Json(letter))
 }
 
+/// A dead letter after an operator action.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterState {
+    id: i64,
+    /// `replayed` or `discarded`.
+    state: &'static str,
+}
+
 /// `POST /api/v1/dead-letters/{id}/replay`: a message goes back through the gates with a new
 /// job; a payload is parsed and ingested again.
+#[utoipa::path(post, path = "/dead-letters/{id}/replay", params(DeadLetterPath),
+    summary = "Send a dead-lettered message back through the gates, or re-ingest a payload",
+    responses((status = 200, description = "OK", body = DeadLetterState), (status = 404, response = NotFound),
+        (status = 409, response = Conflict)))]
 pub async fn replay_dead_letter(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Json<Value>, ApiError> {
+    Path(DeadLetterPath { id }): Path<DeadLetterPath>,
+) -> Result<Json<DeadLetterState>, ApiError> {
     let now = state.clock.now_ms();
     match state
         .ingestor
@@ -156,7 +280,10 @@ pub async fn replay_dead_letter(
     {
         DeadLetterReplay::MessageQueued | DeadLetterReplay::PayloadIngested => {
             state.jobs_ready.notify_one();
-            Ok(Json(json!({"id": id, "state": "replayed"})))
+            Ok(Json(DeadLetterState {
+                id,
+                state: "replayed",
+            }))
         }
         DeadLetterReplay::StillMalformed(why) => {
             Err(ApiError::Conflict(format!("still fails: {why}")))
@@ -167,120 +294,22 @@ pub async fn replay_dead_letter(
 }
 
 /// `POST /api/v1/dead-letters/{id}/discard`
+#[utoipa::path(post, path = "/dead-letters/{id}/discard", params(DeadLetterPath),
+    summary = "Close a dead letter without replaying it",
+    responses((status = 200, description = "OK", body = DeadLetterState), (status = 404, response = NotFound),
+        (status = 409, response = Conflict)))]
 pub async fn discard_dead_letter(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
-) -> Result<Json<Value>, ApiError> {
+    Path(DeadLetterPath { id }): Path<DeadLetterPath>,
+) -> Result<Json<DeadLetterState>, ApiError> {
     match state.store.discard_dead_letter(id).await? {
-        DeadLetterAction::Discarded => Ok(Json(json!({"id": id, "state": "discarded"}))),
+        DeadLetterAction::Discarded => Ok(Json(DeadLetterState {
+            id,
+            state: "discarded",
+        })),
         DeadLetterAction::NotFound => Err(ApiError::NotFound),
         _ => Err(ApiError::Conflict("the dead letter is not open".into())),
     }
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct OperatorBody {
-    by: Option<String>,
-    reason: Option<String>,
-}
-
-/// `?provider=cloud|wasender` on routes that name a conversation or contact (default `cloud`),
-/// so a gateway session id and a phone number id that happen to be equal never collide.
-#[derive(Debug, Default, Deserialize)]
-pub struct ProviderQuery {
-    provider: Option<String>,
-}
-
-impl ProviderQuery {
-    pub fn provider(&self) -> Result<Provider, ApiError> {
-        parse_provider(self.provider.as_deref())
-    }
-}
-
-pub fn parse_provider(raw: Option<&str>) -> Result<Provider, ApiError> {
-    match raw {
-        None => Ok(Provider::Cloud),
-        Some(raw) => Provider::parse(raw)
-            .ok_or_else(|| ApiError::BadRequest("provider must be one of cloud, wasender".into())),
-    }
-}
-
-/// `POST /api/v1/conversations/{phone_number_id}/{wa_id}/{takeover|release|escalate|resolve}`
-pub async fn conversation_action(
-    State(state): State<AppState>,
-    Path((phone_number_id, wa_id, action)): Path<(String, String, String)>,
-    Query(provider): Query<ProviderQuery>,
-    body: Option<Json<OperatorBody>>,
-) -> Result<Json<Value>, ApiError> {
-    let body = body.map(|Json(b)| b).unwrap_or_default();
-    let (mode, note) = match action.as_str() {
-        "takeover" => (ConversationMode::Operator, Some(note(body.by, "operator")?)),
-        "escalate" => (
-            ConversationMode::Escalated,
-            Some(note(body.reason, "escalated by an operator")?),
-        ),
-        "release" | "resolve" => (ConversationMode::Bot, None),
-        _ => return Err(ApiError::NotFound),
-    };
-    let key = parse_conversation(provider.provider()?, &phone_number_id, &wa_id)?;
-    state
-        .store
-        .set_conversation_mode(
-            &key,
-            mode,
-            note.as_ref().map(OperatorNote::as_str),
-            state.clock.now_ms(),
-        )
-        .await?;
-    Ok(Json(json!({
-        "provider": key.provider,
-        "phone_number_id": key.phone_number_id,
-        "wa_id": key.wa_id,
-        "mode": mode.as_str(),
-    })))
-}
-
-/// An operator's `by` or `reason`, or the default when none is given; 422 when out of bounds.
-fn note(given: Option<String>, default: &str) -> Result<OperatorNote, ApiError> {
-    OperatorNote::parse(given.unwrap_or_else(|| default.to_owned()))
-        .map_err(|e| ApiError::Unprocessable(e.to_string()))
-}
-
-/// `POST /api/v1/contacts/{phone_number_id}/{wa_id}/{opt-out|opt-in}`
-pub async fn contact_consent(
-    State(state): State<AppState>,
-    Path((phone_number_id, wa_id, action)): Path<(String, String, String)>,
-    Query(provider): Query<ProviderQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let opted_out = match action.as_str() {
-        "opt-out" => true,
-        "opt-in" => false,
-        _ => return Err(ApiError::NotFound),
-    };
-    let key = parse_conversation(provider.provider()?, &phone_number_id, &wa_id)?;
-    state
-        .store
-        .set_opted_out(&key, opted_out, state.clock.now_ms())
-        .await?;
-    Ok(Json(json!({
-        "provider": key.provider,
-        "phone_number_id": key.phone_number_id,
-        "wa_id": key.wa_id,
-        "opted_out": opted_out,
-    })))
-}
-
-pub fn parse_conversation(
-    provider: Provider,
-    phone_number_id: &str,
-    wa_id: &str,
-) -> Result<ConversationKey, ApiError> {
-    Ok(ConversationKey {
-        provider,
-        phone_number_id: PhoneNumberId::parse(phone_number_id)
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
-        wa_id: WaId::parse(wa_id).map_err(|e| ApiError::BadRequest(e.to_string()))?,
-    })
 }
 
 #[cfg(test)]

@@ -48,6 +48,17 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             .queue_depth
             .set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
+    if let Ok(g) = state.store.promise_gauges().await {
+        let m = &state.metrics;
+        m.pending_messages
+            .set(i64::try_from(g.pending).unwrap_or(i64::MAX));
+        m.oldest_pending_age_seconds.set(
+            g.oldest_pending_ts
+                .map_or(0, |ts| (state.clock.now_s() - ts).max(0)),
+        );
+        m.dead_letters_open
+            .set(i64::try_from(g.dead_letters_open).unwrap_or(i64::MAX));
+    }
     let spool = state.ingestor.spool().clone();
     if let Ok(bytes) = tokio::task::spawn_blocking(move || spool.pending_bytes()).await {
         state

@@ -1,7 +1,9 @@
 //! The HTTP surface: webhooks, admin API, operator console, health and metrics, all on one router.
 
 pub mod admin;
+pub mod answers;
 pub mod console;
+pub mod contacts;
 pub mod conversations;
 pub mod error;
 pub mod health;
@@ -102,37 +104,12 @@ impl Gateways {
 }
 
 pub fn router(state: AppState) -> Router {
-    let admin = Router::new()
-        .route("/messages/{message_id}", get(admin::message))
-        .route("/summary", get(admin::summary))
-        .route("/dead-letters", get(admin::dead_letters))
-        .route("/dead-letters/{id}", get(admin::dead_letter))
-        .route("/dead-letters/{id}/replay", post(admin::replay_dead_letter))
-        .route(
-            "/dead-letters/{id}/discard",
-            post(admin::discard_dead_letter),
-        )
-        .route("/conversations", get(conversations::list))
-        .route(
-            "/conversations/{phone_number_id}/{wa_id}",
-            get(conversations::detail),
-        )
-        .route(
-            "/conversations/{phone_number_id}/{wa_id}/{action}",
-            post(admin::conversation_action),
-        )
-        .route(
-            "/contacts/{phone_number_id}/{wa_id}/{action}",
-            post(admin::contact_consent),
-        )
-        .route("/sweep", post(sweep::run))
-        .route("/sweeps", get(sweep::history))
-        .route("/spool/replay", post(spool::replay))
-        .route("/openapi.json", get(openapi::document))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            admin::require_admin,
-        ));
+    // One table (`openapi::routes`) gives the admin routes and their OpenAPI document.
+    let (admin, _) = openapi::router();
+    let admin = admin.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        admin::require_admin,
+    ));
     let webhooks = Router::new()
         .route(
             "/webhook",

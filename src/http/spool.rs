@@ -11,6 +11,10 @@ use crate::store::StoreError;
 
 /// Replays the spool and answers what the pass did. 503 when the store takes no writes (the
 /// spool is kept for the next pass).
+#[utoipa::path(post, path = "/spool/replay",
+    summary = "Replay this server's spool now (it also replays by itself at an interval); \
+        503 when the store takes no writes, the spool is then kept",
+    responses((status = 200, description = "OK", body = ReplayReport)))]
 pub async fn replay(State(state): State<AppState>) -> Result<Json<ReplayReport>, ApiError> {
     match state.ingestor.replay_spool().await {
         Ok(report) => Ok(Json(report)),

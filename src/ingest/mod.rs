@@ -264,7 +264,7 @@ impl Ingestor {
         self.metrics.inbound_messages.inc_by(r.new_messages);
         self.metrics.duplicate_messages.inc_by(r.duplicate_messages);
         self.metrics.statuses.inc_by(r.new_statuses);
-        self.metrics.dead_letters.inc_by(r.dead_letters);
+        self.metrics.dead_lettered("payload", r.dead_letters);
         self.metrics
             .ambiguous_resolved(crate::domain::ResolvedBy::Status, r.ambiguous_confirmed);
         self.metrics.double_sends.inc_by(r.double_sends);

@@ -34,8 +34,10 @@ pub enum ReplayError {
     Store(#[from] WriteError),
 }
 
-/// What one spool replay did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+/// What one spool replay did. A record is settled when stored, dead-lettered or retained; a
+/// file is deleted once all of its records are settled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = SpoolReplayReport)]
 pub struct ReplayReport {
     /// Files fully settled and deleted.
     pub files: usize,
@@ -169,7 +171,7 @@ impl Ingestor {
         let letter = refused(&record, &error);
         match self.writer.write(letter).await {
             Ok(r) => {
-                self.metrics.dead_letters.inc_by(r.dead_letters);
+                self.metrics.dead_lettered("store_refused", r.dead_letters);
                 Ok(Settled::DeadLettered)
             }
             Err(e) => {

@@ -11,7 +11,9 @@
 //! - a dead letter is unique per content, so replaying a spool or a re-delivery adds nothing.
 
 mod conversations;
+mod gauges;
 mod overview;
+mod retention;
 mod sqlite;
 mod sweep;
 
@@ -28,7 +30,9 @@ use crate::secret::DatabaseUrl;
 use crate::whatsapp::PayloadError;
 
 pub use conversations::*;
+pub use gauges::PromiseGauges;
 pub use overview::{ConversationQuery, DeadLetterPreview, MinuteCount, PendingHead};
+pub use retention::{ErasureCounts, PruneBatchDone, PruneCounts, PruneCutoffs, PruneStep};
 pub use sqlite::SqliteStore;
 pub use sweep::{
     SweepAction, SweepBatch, SweepBatchResult, SweepCursor, SweepDecision, SweepMode, SweepRun,
@@ -188,7 +192,8 @@ pub struct ContactRecord {
     pub opted_out: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A dead letter as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     pub id: i64,
     pub kind: String,

@@ -20,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, SweepBatch, SweepMode};
-pub use report::SweepReport;
+pub use report::{SweepDecisionAnswer, SweepReport, SweepReportAnswer, counts_by_name};
 
 /// The name of the store lock a sweep holds while it acts.
 pub const SWEEP_LOCK: &str = "sweep";
@@ -77,6 +78,8 @@ pub struct Sweeper {
     settings: SweepSettings,
     /// Rung after a run re-enqueued jobs, so an idle worker leases them at once.
     jobs_ready: Arc<Notify>,
+    /// Where runs and decisions are counted (a server's sweeps; the CLI's run has none).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Sweeper {
@@ -91,7 +94,15 @@ impl Sweeper {
             clock,
             settings,
             jobs_ready,
+            metrics: None,
         }
+    }
+
+    /// Counts every run that acted and its decisions in `replyd_sweep_runs_total` and
+    /// `replyd_sweep_decisions_total{decision,reason}`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// One sweep over every pending message. A dry run takes no lock and writes nothing; a real
@@ -118,6 +129,15 @@ impl Sweeper {
             tracing::warn!(error = %e, "could not release the sweep lock; it expires on its own");
         }
         let report = result?;
+        if let Some(m) = &self.metrics {
+            m.sweep_runs.inc();
+            for d in &report.decisions {
+                let reason = d.action.reason().map_or("none", |r| r.as_str());
+                m.sweep_decisions
+                    .get_or_create(&[("decision", d.action.kind()), ("reason", reason)])
+                    .inc();
+            }
+        }
         if report.requeued > 0 {
             self.jobs_ready.notify_one();
         }

@@ -4,10 +4,57 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::domain::SilenceReason;
 use crate::store::{SweepAction, SweepDecision};
+
+/// What a sweep did, as `POST /api/v1/sweep` answers it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = SweepReport)]
+pub struct SweepReportAnswer {
+    /// Null for a dry run (not recorded).
+    pub run_id: Option<i64>,
+    pub dry_run: bool,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+    pub scanned: u64,
+    pub requeued: u64,
+    /// Silent and skip decisions per reason.
+    pub counts: BTreeMap<String, u64>,
+    pub decisions: Vec<SweepDecisionAnswer>,
+}
+
+/// One decision of a sweep.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = SweepDecision)]
+pub struct SweepDecisionAnswer {
+    pub message_id: String,
+    /// `requeue`, `silent` or `skip`.
+    pub decision: &'static str,
+    /// The gate that decided; null for `requeue`.
+    pub reason: Option<&'static str>,
+}
+
+impl From<&SweepDecision> for SweepDecisionAnswer {
+    fn from(d: &SweepDecision) -> Self {
+        Self {
+            message_id: d.message_id.clone(),
+            decision: d.action.kind(),
+            reason: d.action.reason().map(SilenceReason::as_str),
+        }
+    }
+}
+
+/// Counts keyed by reason name, as the API shows them.
+pub fn counts_by_name(counts: &BTreeMap<SilenceReason, u64>) -> BTreeMap<String, u64> {
+    counts
+        .iter()
+        .map(|(r, n)| (r.as_str().to_owned(), *n))
+        .collect()
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SweepReport {
@@ -67,21 +114,25 @@ impl SweepReport {
     }
 
     /// The body of `POST /api/v1/sweep`.
+    pub fn answer(&self) -> SweepReportAnswer {
+        SweepReportAnswer {
+            run_id: self.run_id,
+            dry_run: self.dry_run,
+            started_at_ms: self.started_at_ms,
+            finished_at_ms: self.finished_at_ms,
+            scanned: self.scanned,
+            requeued: self.requeued,
+            counts: counts_by_name(&self.counts),
+            decisions: self
+                .decisions
+                .iter()
+                .map(SweepDecisionAnswer::from)
+                .collect(),
+        }
+    }
+
     pub fn to_json(&self) -> Value {
-        json!({
-            "run_id": self.run_id,
-            "dry_run": self.dry_run,
-            "started_at_ms": self.started_at_ms,
-            "finished_at_ms": self.finished_at_ms,
-            "scanned": self.scanned,
-            "requeued": self.requeued,
-            "counts": self.counts,
-            "decisions": self.decisions.iter().map(|d| json!({
-                "message_id": d.message_id,
-                "decision": d.action.kind(),
-                "reason": d.action.reason(),
-            })).collect::<Vec<_>>(),
-        })
+        serde_json::to_value(self.answer()).expect("a report serializes")
     }
 
     /// The decisions as a table, then the totals (what `replyd sweep [--dry-run]` prints).

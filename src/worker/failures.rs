@@ -157,7 +157,7 @@ impl Worker {
         self.store
             .dead_letter_message(job.inbound_id, ledger_id, label, detail, job.attempts, now)
             .await?;
-        self.metrics.dead_letters.inc();
+        self.metrics.dead_lettered("send", 1);
         tracing::warn!(
             inbound_id = job.inbound_id,
             error = label,

@@ -76,7 +76,8 @@ impl Worker {
             self.jobs_ready.notify_one();
         }
         if settled.dead_lettered > 0 {
-            self.metrics.dead_letters.inc_by(settled.dead_lettered);
+            self.metrics
+                .dead_lettered("ambiguous_send", settled.dead_lettered);
             tracing::warn!(
                 count = settled.dead_lettered,
                 "ambiguous sends with no evidence either way became dead letters (ambiguous_send)"

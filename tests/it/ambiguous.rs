@@ -185,6 +185,14 @@ async fn with_no_status_traffic_at_all_an_ambiguous_send_is_left_to_an_operator(
             .await,
         1.0
     );
+    assert_eq!(
+        app.metric(r#"replyd_dead_letters_by_origin_total{origin="ambiguous_send"}"#)
+            .await,
+        1.0,
+        "a dead letter of the maintenance pass is counted"
+    );
+    assert_eq!(app.metric("replyd_dead_letters_total").await, 1.0);
+    assert_eq!(app.metric("replyd_dead_letters_open").await, 1.0);
 }
 
 #[tokio::test]

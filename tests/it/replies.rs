@@ -229,6 +229,11 @@ async fn a_permanent_error_goes_to_the_dead_letter_queue_and_replay_sends_once()
         .unwrap();
     assert_eq!(letter["error"], "cloud_api_131026");
     assert_eq!(letter["attempts"], 1, "permanent errors are not retried");
+    assert_eq!(
+        app.metric(r#"replyd_dead_letters_by_origin_total{origin="send"}"#)
+            .await,
+        1.0
+    );
 
     fake.set_permanent_error(None); // the cause is fixed (e.g. the user installed WhatsApp)
     let (status, _) = app
