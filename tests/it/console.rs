@@ -44,8 +44,13 @@ pub(crate) fn cookie_value(set_cookie: &str) -> &str {
 
 /// Logs in over plain HTTP; returns the `replyd_console=…` cookie.
 pub(crate) async fn log_in(app: &TestApp, http: &reqwest::Client) -> String {
+    log_in_to(&app.base, ADMIN_TOKEN, http).await
+}
+
+/// Logs in to the console at `base` with `token`; returns the session cookie.
+pub(crate) async fn log_in_to(base: &str, token: &str, http: &reqwest::Client) -> String {
     let form = http
-        .get(format!("{}/console/login", app.base))
+        .get(format!("{base}/console/login"))
         .send()
         .await
         .unwrap();
@@ -53,9 +58,9 @@ pub(crate) async fn log_in(app: &TestApp, http: &reqwest::Client) -> String {
     let login_cookie = cookie_value(&set_cookie(&form, "replyd_console_login").unwrap()).to_owned();
     let csrf = csrf_of(&form.text().await.unwrap());
     let answer = http
-        .post(format!("{}/console/login", app.base))
+        .post(format!("{base}/console/login"))
         .header(COOKIE, &login_cookie)
-        .form(&[("csrf", csrf.as_str()), ("token", ADMIN_TOKEN)])
+        .form(&[("csrf", csrf.as_str()), ("token", token)])
         .send()
         .await
         .unwrap();

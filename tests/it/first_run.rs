@@ -242,5 +242,24 @@ async fn serve_then_simulate_with_no_flags_gets_every_message_replied() {
         let message = get(format!("/messages/wamid.SIM.{seed}.{n}.0")).await;
         assert_eq!(message["outcome"], "replied", "{message}");
     }
+    // And visible in the console, logged in with the generated admin token.
+    let http = crate::console::plain_client();
+    let session = crate::console::log_in_to(&served.base(), &token, &http).await;
+    let page = |path: &'static str| {
+        let request = http
+            .get(format!("{}{path}", served.base()))
+            .header(reqwest::header::COOKIE, &session);
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+    let overview = page("/console").await;
+    assert!(overview.contains("replied"), "{overview}");
+    assert!(
+        overview.contains(">100<"),
+        "100 replied on the overview: {overview}"
+    );
+    let conversations = page("/console/conversations").await;
+    let first = get(format!("/messages/wamid.SIM.{seed}.0.0")).await;
+    let sender = first["from"].as_str().unwrap().to_owned();
+    assert!(conversations.contains(&sender), "{sender} in the list");
     served.stop().await;
 }
