@@ -4,8 +4,8 @@
 //! the timed loop only clones bytes, sends, and times each request from send to the last byte
 //! of the answer. `run` fails only on setup problems; every answer, good or bad, is counted.
 
-mod feed;
-mod payload;
+pub mod feed;
+pub mod payload;
 mod tally;
 
 use std::io::IsTerminal;
