@@ -152,10 +152,11 @@ measure() {
         --connections "$connections" --messages-per-payload 1 --duplicate-ratio "$ratio"
         --seed "$round")
     if [[ -n $duration ]]; then args+=(--duration "$duration"); else args+=(--requests "$requests"); fi
-    local summary started
-    started=$(date +%s.%N)
+    local summary ended
     summary=$("$replyd_bin" simulate "${args[@]}" 2>"$dir/simulate.log")
-    summary=$(python3 -c 'import json,sys; s=json.loads(sys.argv[1]); s["started_at"]=float(sys.argv[2]); print(json.dumps(s))' "$summary" "$started")
+    ended=$(date +%s.%N)
+    # The first POST left `elapsed_s` before the run ended (payloads are built before that).
+    summary=$(python3 -c 'import json,sys; s=json.loads(sys.argv[1]); s["started_at"]=float(sys.argv[2])-s["elapsed_s"]; print(json.dumps(s))' "$summary" "$ended")
     local rss_kib stored=null expected
     if [[ $side != bare ]]; then
         expected=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["messages_sent"])' "$summary")
