@@ -14,7 +14,14 @@
 #                          the same alternating rounds, to show a change's cost (or none)
 #   BENCH_WORKER=false     false: an ingest-only process (what this bench measures);
 #                          true: the all-in-one serve, its workers replying (sandbox) meanwhile
+#   BENCH_CEILING="64 1024" batch sizes of the store-ceiling sides (`store-N`): the same request
+#                          stream, parsed ahead, written by a bare batched insert loop on the same
+#                          schema (bench/store_ceiling.rs); empty to skip them
+#   REPLYD_INGEST_MODE=    passed to replyd (journal|direct; unset: replyd's default)
 #
+# `msgs/s` is what was acknowledged per second; `stored/s` is the unique messages the store
+# holds (queryable, counted by the admin summary) per second from the first POST until the
+# last of them was stored — the figure that counts when acknowledging runs ahead of storing.
 # Scenarios: A = every POST a new message; B = half the POSTs re-send an earlier payload.
 # The load generator (`replyd simulate`) runs on the same machine and competes for its cores.
 set -euo pipefail
@@ -33,10 +40,13 @@ secret=bench-secret
 admin_token=bench-admin
 scenarios=("A unique:0.0" "B 50% duplicates:0.5")
 
-cargo build --release --bin replyd --example bare_server >&2
-replyd_bin=$root/target/release/replyd
+ceilings=${BENCH_CEILING-64 1024}
+cargo build --release --bin replyd --example bare_server --example store_ceiling >&2
+target=${CARGO_TARGET_DIR:-$root/target}
+replyd_bin=$target/release/replyd
 before_bin=${BENCH_BEFORE_BIN:-}
-bare_bin=$root/target/release/examples/bare_server
+bare_bin=$target/release/examples/bare_server
+ceiling_bin=$target/release/examples/store_ceiling
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/replyd-bench.XXXXXX")
 results=$work/results.tsv
@@ -80,6 +90,7 @@ start_server() {
             REPLYD_APP_SECRET="$secret" REPLYD_ADMIN_TOKEN="$admin_token" \
             REPLYD_SPOOL_DIR="$dir/spool" RUST_LOG=warn \
             REPLYD_WORKER_ENABLED="$worker" \
+            ${REPLYD_INGEST_MODE:+REPLYD_INGEST_MODE="$REPLYD_INGEST_MODE"} \
             "$bin" serve) >"$dir/server.log" 2>&1 &
     fi
     server_pid=$!
@@ -100,9 +111,40 @@ start_server() {
     return 1
 }
 
+# measure_ceiling SCENARIO RATIO ROUND SIDE: the bare insert loop over the same stream.
+measure_ceiling() {
+    local scenario=$1 ratio=$2 round=$3 side=$4
+    local dir=$work/$side-${scenario%% *}-$round
+    mkdir -p "$dir"
+    local summary
+    summary=$("$ceiling_bin" "$dir/ceiling.db" "$requests" "${side#store-}" "$ratio" "$round")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$side" "$round" 0 "$summary" null >>"$results"
+    echo "  $scenario, round $round, $side: done" >&2
+}
+
+# stored_summary PORT EXPECTED: polls the admin summary until the store holds EXPECTED inbound
+# messages (or 120 s pass); prints it with the time it was reached (`stored_at`, epoch seconds).
+stored_summary() {
+    local port=$1 expected=$2 summary=null inbound
+    for _ in $(seq 1200); do
+        summary=$(curl -fsS -m 5 -H "Authorization: Bearer $admin_token" \
+            "http://127.0.0.1:$port/api/v1/summary" 2>/dev/null | tr -d '\n') || summary=null
+        inbound=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("inbound", -1))' \
+            "$summary" 2>/dev/null || echo -1)
+        [[ $inbound -ge $expected ]] && break
+        sleep 0.1
+    done
+    [[ $summary == null ]] && { echo null; return; }
+    python3 -c 'import json,sys,time; s=json.loads(sys.argv[1]); s["stored_at"]=time.time(); print(json.dumps(s))' "$summary"
+}
+
 # measure SCENARIO RATIO ROUND SIDE: one fresh server, one simulate run, one results line.
 measure() {
     local scenario=$1 ratio=$2 round=$3 side=$4
+    if [[ $side == store-* ]]; then
+        measure_ceiling "$@"
+        return
+    fi
     port=$((port + 1))
     local dir=$work/$side-${scenario%% *}-$round
     start_server "$side" "$dir" "$port"
@@ -110,14 +152,17 @@ measure() {
         --connections "$connections" --messages-per-payload 1 --duplicate-ratio "$ratio"
         --seed "$round")
     if [[ -n $duration ]]; then args+=(--duration "$duration"); else args+=(--requests "$requests"); fi
-    local summary
+    local summary ended
     summary=$("$replyd_bin" simulate "${args[@]}" 2>"$dir/simulate.log")
-    local rss_kib stored=null
-    rss_kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$server_pid/status")
+    ended=$(date +%s.%N)
+    # The first POST left `elapsed_s` before the run ended (payloads are built before that).
+    summary=$(python3 -c 'import json,sys; s=json.loads(sys.argv[1]); s["started_at"]=float(sys.argv[2])-s["elapsed_s"]; print(json.dumps(s))' "$summary" "$ended")
+    local rss_kib stored=null expected
     if [[ $side != bare ]]; then
-        stored=$(curl -fsS -m 5 -H "Authorization: Bearer $admin_token" \
-            "http://127.0.0.1:$port/api/v1/summary" 2>/dev/null | tr -d '\n') || stored=null
+        expected=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["messages_sent"])' "$summary")
+        stored=$(stored_summary "$port" "$expected")
     fi
+    rss_kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$server_pid/status")
     stop_server
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$side" "$round" "$rss_kib" "$summary" \
         "${stored:-null}" >>"$results"
@@ -126,6 +171,7 @@ measure() {
 
 sides=(bare replyd)
 [[ -n $before_bin ]] && sides=(bare before replyd)
+for batch in $ceilings; do sides+=("store-$batch"); done
 [[ $only_bare == 1 ]] && sides=(bare)
 for entry in "${scenarios[@]}"; do
     scenario=${entry%%:*}
@@ -142,5 +188,7 @@ echo "replyd ingest bench — $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(nproc) CPUs
     "($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), $(uname -sr)," \
     "commit $(git rev-parse --short HEAD 2>/dev/null || echo none)"
 echo "load: $load per run, $connections connections, 1 message per payload," \
-    "$rounds rounds (medians), server and load generator share the machine"
+    "$rounds rounds (medians), server and load generator share the machine;" \
+    "load average at the end $(cut -d' ' -f1-3 /proc/loadavg)," \
+    "ingest mode ${REPLYD_INGEST_MODE:-default}, workers $worker"
 python3 "$root/bench/table.py" "$results"

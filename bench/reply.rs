@@ -61,6 +61,8 @@ struct Scenario {
     /// Offered load in messages/s (None = as fast as the posts go): latency is only meaningful
     /// below saturation, throughput only at it.
     post_rate: Option<u32>,
+    /// Whether replyd marks each message read (with typing) before answering: the default.
+    read_receipts: bool,
 }
 
 fn free_port() -> u16 {
@@ -106,6 +108,7 @@ async fn start_replyd(s: &Scenario, fake: &FakeCloudApi, dir: &std::path::Path) 
         "REPLYD_WORKER_CONCURRENCY",
         s.worker_concurrency.to_string(),
     )
+    .env("REPLYD_READ_RECEIPTS", s.read_receipts.to_string())
     .env("RUST_LOG", "error")
     .stdout(Stdio::null())
     .stderr(Stdio::inherit())
@@ -274,6 +277,19 @@ async fn main() {
             worker_concurrency: 64,
             post_concurrency: 64,
             post_rate: None,
+            read_receipts: true,
+        },
+        Scenario {
+            name: "A-: A without read receipts",
+            messages,
+            senders: 1000,
+            latency_ms: 0,
+            max_mps: None,
+            replyd_rate: 1_000_000,
+            worker_concurrency: 64,
+            post_concurrency: 64,
+            post_rate: None,
+            read_receipts: false,
         },
         Scenario {
             name: "A': 0 ms API, 500 msg/s offered",
@@ -285,6 +301,7 @@ async fn main() {
             worker_concurrency: 64,
             post_concurrency: 64,
             post_rate: Some(500),
+            read_receipts: true,
         },
         Scenario {
             name: "B: 200 ms API, 80/s enforced",
@@ -296,32 +313,57 @@ async fn main() {
             worker_concurrency: 64,
             post_concurrency: 64,
             post_rate: None,
+            read_receipts: true,
         },
     ];
     // BENCH_SCENARIOS=A,B runs only the scenarios whose name starts with one of these.
     let only: Option<Vec<String>> = std::env::var("BENCH_SCENARIOS")
         .ok()
         .map(|v| v.split(',').map(str::to_owned).collect());
-    let mut rows = Vec::new();
+    // BENCH_ROUNDS alternating rounds (baseline, replyd) per scenario; medians are printed.
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let mut rows: Vec<Vec<Row>> = Vec::new();
     for s in scenarios.iter().filter(|s| {
         only.as_ref()
             .is_none_or(|o| o.iter().any(|p| s.name.starts_with(p.as_str())))
     }) {
-        eprintln!("running {} …", s.name);
-        rows.push(run_baseline(s).await);
-        rows.push(run_replyd(s).await);
+        let (mut baseline, mut replyd) = (Vec::new(), Vec::new());
+        for round in 1..=rounds {
+            eprintln!("running {}, round {round} …", s.name);
+            baseline.push(run_baseline(s).await);
+            replyd.push(run_replyd(s).await);
+        }
+        rows.push(baseline);
+        rows.push(replyd);
     }
     println!(
         "{:<30} {:<9} {:>8} {:>10} {:>10} {:>10} {:>8} {:>9}",
         "scenario", "side", "replies", "replies/s", "p50 ms", "p99 ms", "130429", "RSS MiB"
     );
-    for r in rows {
+    for runs in rows {
+        let median = |f: fn(&Row) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let r = &runs[0];
         println!(
             "{:<30} {:<9} {:>8} {:>10.0} {:>10.1} {:>10.1} {:>8} {:>9.1}",
-            r.scenario, r.side, r.replies, r.per_s, r.p50, r.p99, r.rejected_130429, r.peak_rss_mib
+            r.scenario,
+            r.side,
+            r.replies,
+            median(|r| r.per_s),
+            median(|r| r.p50),
+            median(|r| r.p99),
+            runs.iter().map(|r| r.rejected_130429).sum::<u64>(),
+            median(|r| r.peak_rss_mib),
         );
     }
     println!(
-        "latency: replyd = webhook POST sent → reply received by the fake Cloud API; baseline = one direct send"
+        "medians of {rounds} alternating rounds; 130429 summed over rounds; latency: replyd = webhook POST sent → reply received by the fake Cloud API; baseline = one direct send"
     );
 }

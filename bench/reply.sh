@@ -4,5 +4,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release --bin replyd --example reply >&2
-echo "replyd reply bench — $(date -u '+%F %T UTC'), $(nproc) CPUs, commit $(git rev-parse --short HEAD 2>/dev/null || echo -)"
-exec target/release/examples/reply
+target=${CARGO_TARGET_DIR:-target}
+echo "replyd reply bench — $(date -u '+%F %T UTC'), $(nproc) CPUs, commit $(git rev-parse --short HEAD 2>/dev/null || echo -)," \
+    "load average $(cut -d' ' -f1-3 /proc/loadavg)"
+REPLYD_BIN=${REPLYD_BIN:-$target/release/replyd} exec "$target/release/examples/reply"

@@ -11,6 +11,20 @@ import statistics
 import sys
 
 
+def stored_per_s(side, summary, stored):
+    """Unique messages in the store per second, from the first POST until the last was stored.
+
+    The store-ceiling sides write synchronously: what they wrote is stored. A server run needs
+    the admin summary polled after the run (`inbound`, `stored_at`) and the run's start.
+    """
+    if side.startswith("store-"):
+        return summary["messages_per_s"]
+    if not isinstance(stored, dict) or "stored_at" not in stored or "started_at" not in summary:
+        return None
+    took = stored["stored_at"] - summary["started_at"]
+    return stored.get("inbound", 0) / took if took > 0 else None
+
+
 def main(path):
     runs = {}
     order = []
@@ -23,7 +37,7 @@ def main(path):
                 order.append(key)
             runs[key].append((int(rss_kib or 0), json.loads(summary), json.loads(stored)))
 
-    header = ["scenario", "side", "req/s", "msgs/s", "p50 ms", "p99 ms", "max ms",
+    header = ["scenario", "side", "req/s", "msgs/s", "stored/s", "p50 ms", "p99 ms", "max ms",
               "peak RSS MiB", "non-2xx", "req/s vs bare"]
     rows = []
     notes = []
@@ -38,8 +52,11 @@ def main(path):
             bare_rps = statistics.median(s["requests_per_s"] for _, s, _ in bare)
             versus = f"{100.0 * rps / bare_rps:.0f}%" if bare_rps else "-"
         non_2xx = sum(s["status_4xx"] + s["status_5xx"] + s["transport_errors"] for _, s, _ in group)
+        stored_rates = [stored_per_s(side, s, stored) for _, s, stored in group]
+        stored_rates = [r for r in stored_rates if r is not None]
+        stored_cell = f"{statistics.median(stored_rates):,.0f}" if stored_rates else "-"
         rows.append([
-            scenario, side, f"{rps:,.0f}", f"{med('messages_per_s'):,.0f}",
+            scenario, side, f"{rps:,.0f}", f"{med('messages_per_s'):,.0f}", stored_cell,
             f"{med('latency_p50_ms'):.2f}", f"{med('latency_p99_ms'):.2f}",
             f"{med('latency_max_ms'):.1f}",
             f"{statistics.median(rss for rss, _, _ in group) / 1024:.1f}", str(non_2xx), versus,

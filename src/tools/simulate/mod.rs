@@ -6,11 +6,11 @@
 //! With no `--url`/`--secret` it targets the configured server with the data directory's
 //! secrets ([`target`]); `--until-settled` then reports the outcomes ([`settle`]).
 
-mod feed;
+pub mod feed;
 pub mod mix;
 #[cfg(test)]
 mod mix_tests;
-mod payload;
+pub mod payload;
 pub mod settle;
 mod summary;
 mod tally;
