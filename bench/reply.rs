@@ -89,7 +89,7 @@ async fn start_replyd(s: &Scenario, fake: &FakeCloudApi, dir: &std::path::Path) 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let child = Command::new(
-        std::env::var("REPLYD_BIN").unwrap_or_else(|_| "target/release/replyd".into()),
+        std::env::var("BENCH_REPLYD_BIN").unwrap_or_else(|_| "target/release/replyd".into()),
     )
     .arg("serve")
     .env("REPLYD_LISTEN", format!("127.0.0.1:{port}"))

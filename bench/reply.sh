@@ -7,4 +7,4 @@ cargo build --release --bin replyd --example reply >&2
 target=${CARGO_TARGET_DIR:-target}
 echo "replyd reply bench — $(date -u '+%F %T UTC'), $(nproc) CPUs, commit $(git rev-parse --short HEAD 2>/dev/null || echo -)," \
     "load average $(cut -d' ' -f1-3 /proc/loadavg)"
-REPLYD_BIN=${REPLYD_BIN:-$target/release/replyd} exec "$target/release/examples/reply"
+BENCH_REPLYD_BIN=${BENCH_REPLYD_BIN:-$target/release/replyd} exec "$target/release/examples/reply"
